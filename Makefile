@@ -1,0 +1,35 @@
+# Two commands matter: `make demo` and `make test`. Both install what they need into .venv.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# torch comes first: on the dev/CI machines `torch==2.13.0` is a CPU wheel on local disk.
+# Elsewhere pick your build, e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu".
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+DEMO_STORAGE ?= runs/demo
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	@set -o pipefail; $(BIN)/python -m pip install -q $(TORCH_SPEC) 2>&1 | { grep -v "is ignored" || true; }
+	@set -o pipefail; $(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | { grep -v "is ignored" || true; }
+	@touch $(STAMP)
+	@echo "setup: $(VENV) ready"
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/ccrs data prepare --out $(DEMO_STORAGE)/prepared
+
+lint: setup
+	$(BIN)/ruff check ccrs ray_jobs serve tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

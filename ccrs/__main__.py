@@ -1,0 +1,3 @@
+from ccrs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Raw ReDial + DBpedia → prepared dataset (Parquet tables + manifest), and the entity linker."""

@@ -1,0 +1,371 @@
+"""``ccrs data prepare``: raw ReDial + DBpedia → a versioned prepared dataset at a URI.
+
+Lifecycle: locate and hash every source file → parse and validate everything in memory (bad input
+fails here, before anything is written) → build the tables → publish. Publishing writes each table
+to a staging prefix, removes the old ``manifest.json``, moves the tables into place and writes the
+new manifest **last**: a reader that finds a manifest finds the tables it describes, and a crash
+leaves either the previous dataset or no manifest (never a silent mix). Re-running on the same
+inputs and config produces byte-identical tables and is skipped when the published manifest already
+has the same fingerprint (``--force`` rebuilds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from ccrs import storage
+from ccrs.config import DataConfig
+from ccrs.data import kg as kgmod
+from ccrs.data import splits
+from ccrs.data.linker import DEFAULT_STOPWORDS, EntityLinker
+from ccrs.data.movies import MovieNameIndex, link_movies
+from ccrs.data.raw import (
+    MissingRawFiles,
+    RawConversation,
+    find_dialog_files,
+    load_json,
+    read_dialog_file,
+    read_movies_csv,
+    sha256_file,
+)
+from ccrs.data.samples import rec_samples
+from ccrs.data.schema import SCHEMA_VERSION, TABLES
+from ccrs.data.summary import summarize
+from ccrs.data.turns import Turn, TurnStats, build_turns
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+MOVIES_CSV = "movies_with_mentions.csv"
+
+
+@dataclass
+class RawInputs:
+    raw_dir: Path
+    dialog_files: list[Path]
+    movies_csv: Path
+    kg_files: dict[str, Path]
+    id2entity: Path | None
+
+    def all_files(self) -> list[Path]:
+        files = [*self.dialog_files, self.movies_csv, *self.kg_files.values()]
+        if self.id2entity is not None:
+            files.append(self.id2entity)
+        return sorted(set(files))
+
+
+def locate_inputs(raw_dir: Path, kg_format: str) -> RawInputs:
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise MissingRawFiles(f"raw directory {raw_dir} does not exist")
+    problems = []
+    dialog_files = find_dialog_files(raw_dir)
+    if not dialog_files:
+        problems.append("dialog JSONL files (e.g. train_data.jsonl, test_data.jsonl, plain or .gz) at the top level or in dialogs/")
+    movies_csv = raw_dir / MOVIES_CSV
+    if not movies_csv.is_file():
+        problems.append(f"{MOVIES_CSV} at the top level")
+    try:
+        kg_files = kgmod.locate_kg_files(raw_dir, kg_format)
+    except MissingRawFiles as exc:
+        problems.append(str(exc).split(": ", 1)[1])
+        kg_files = {}
+    if problems:
+        raise MissingRawFiles(f"{raw_dir} is not a complete ReDial raw directory; missing:\n  - " + "\n  - ".join(problems))
+    return RawInputs(raw_dir, dialog_files, movies_csv, kg_files, kgmod.find_file(raw_dir, kgmod.ID2ENTITY))
+
+
+def _fingerprint(source_hashes: dict[str, str], cfg: DataConfig) -> str:
+    payload = json.dumps(
+        {"schema": SCHEMA_VERSION, "sources": source_hashes, "config": dataclasses.asdict(cfg)}, sort_keys=True
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _list_array(values: list[list], typ: pa.DataType) -> pa.Array:
+    return pa.array(values, type=typ)
+
+
+def _table(name: str, columns: dict[str, list]) -> pa.Table:
+    schema = TABLES[name]
+    return pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in schema], schema=schema)
+
+
+@dataclass
+class PrepareResult:
+    manifest: dict
+    skipped: bool
+    seconds: float
+
+
+def prepare(
+    raw_dir: str | Path,
+    out_uri: str,
+    cfg: DataConfig = DataConfig(),
+    skip_bad_lines: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> PrepareResult:
+    """Build and publish the prepared dataset; see the module docstring for the guarantees."""
+    t0 = time.perf_counter()
+    inputs = locate_inputs(Path(raw_dir), cfg.kg_format)
+    rel = {p: str(p.relative_to(inputs.raw_dir)) for p in inputs.all_files()}
+    source_hashes = {rel[p]: sha256_file(p) for p in tqdm(inputs.all_files(), desc="hash sources", disable=not progress, leave=False)}
+    fingerprint = _fingerprint(source_hashes, cfg)
+
+    out = storage.resolve(out_uri)
+    if out.is_s3:
+        storage.ensure_bucket(out.uri)
+    manifest_loc = out.child(MANIFEST)
+    if not force and storage.exists(manifest_loc):
+        old = json.loads(storage.read_bytes(manifest_loc))
+        if old.get("fingerprint") == fingerprint and all(
+            storage.exists(out.child(t["file"])) for t in old.get("tables", {}).values()
+        ):
+            return PrepareResult(old, skipped=True, seconds=time.perf_counter() - t0)
+
+    tables, stats = build_tables(inputs, cfg, skip_bad_lines, progress)
+    manifest = {
+        "format": "ccrs-prepared-dataset",
+        "schema_version": SCHEMA_VERSION,
+        "fingerprint": fingerprint,
+        "raw_dir_name": inputs.raw_dir.name,
+        "sources": source_hashes,
+        "split_seed": cfg.split_seed,
+        "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
+        "item_placeholder": cfg.item_placeholder,
+        "stats": stats,
+    }
+    manifest["summary"] = summarize(tables, cfg)
+    publish(out, tables, manifest, progress)
+    return PrepareResult(manifest, skipped=False, seconds=time.perf_counter() - t0)
+
+
+def publish(out: storage.Location, tables: dict[str, pa.Table], manifest: dict, progress: bool = True) -> None:
+    """Stage every table, then swap them in and write the manifest last."""
+    staging = out.child(f"_staging-{uuid.uuid4().hex[:12]}")
+    storage.makedirs(staging)
+    entries = {}
+    try:
+        for name in tqdm(sorted(tables), desc="write tables", disable=not progress, leave=False):
+            data = storage.table_to_parquet_bytes(tables[name])
+            storage.write_bytes(staging.child(f"{name}.parquet"), data)
+            entries[name] = {
+                "file": f"{name}.parquet",
+                "rows": tables[name].num_rows,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data),
+            }
+        storage.delete(out.child(MANIFEST))
+        for name in sorted(tables):
+            storage.move(staging.child(f"{name}.parquet"), out.child(f"{name}.parquet"))
+    finally:
+        storage.delete(staging)
+    manifest = {**manifest, "tables": entries}
+    storage.write_bytes(out.child(MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _read_dialogs(inputs: RawInputs, skip_bad_lines: bool, progress: bool) -> tuple[list[RawConversation], dict]:
+    convs: list[RawConversation] = []
+    seen: set[str] = set()
+    per_file = {}
+    duplicates = 0
+    for path in inputs.dialog_files:
+        file_convs, report = read_dialog_file(path, skip_bad_lines, progress)
+        kept = 0
+        for c in file_convs:
+            if c.conversation_id in seen:
+                duplicates += 1
+                continue
+            seen.add(c.conversation_id)
+            convs.append(c)
+            kept += 1
+        per_file[path.name] = {
+            "conversations": kept,
+            "test_side": "test" in path.name.lower(),
+            "skipped_bad_lines": len(report.skipped_lines),
+            "skipped_line_numbers": report.skipped_lines[:100],
+            "turns_merged_in_file": sum(c.turns_merged for c in file_convs),
+        }
+    convs.sort(key=lambda c: splits.conversation_sort_key(c.conversation_id))
+    return convs, {"dialog_files": per_file, "duplicate_conversations_skipped": duplicates}
+
+
+def build_tables(
+    inputs: RawInputs, cfg: DataConfig, skip_bad_lines: bool = False, progress: bool = True
+) -> tuple[dict[str, pa.Table], dict]:
+    """Everything in memory: parse, link, split; returns the tables and statistics for the manifest."""
+    convs, dialog_stats = _read_dialogs(inputs, skip_bad_lines, progress)
+    csv_movies = read_movies_csv(inputs.movies_csv)
+    kg = kgmod.load_kg(inputs.raw_dir, cfg.kg_format)
+    id2entity = load_json(inputs.id2entity) if inputs.id2entity else {}
+    if not isinstance(id2entity, dict):
+        raise ValueError(f"{inputs.id2entity}: expected an object {{movieId: uri}}")
+
+    # Movies: every csv movie plus any movie named in a conversation's movieMentions.
+    movie_names = {mid: m.name for mid, m in csv_movies.items()}
+    for c in convs:
+        for mid, name in c.movie_mentions.items():
+            movie_names.setdefault(mid, name)
+    uri_to_id = {u: i for i, u in enumerate(kg.uris)}
+    links = link_movies(movie_names, id2entity, uri_to_id, MovieNameIndex(kg.uris, kg.movie_entities))
+
+    uris = list(kg.uris)
+    names = [kgmod.readable_name(u) for u in uris]
+    movie_entity: dict[int, int] = {}
+    for mid in sorted(movie_names):
+        link = links[mid]
+        if link.entity_id is None:
+            movie_entity[mid] = len(uris)
+            uris.append(f"redial:movie/{mid}")
+            names.append(" ".join(movie_names[mid].split()) or f"movie {mid}")
+        else:
+            movie_entity[mid] = link.entity_id
+    n_entities = len(uris)
+    item_set = set(movie_entity.values())
+
+    relation_names, edges, dropped = kgmod.build_edges(kg, n_entities, cfg.min_relation_edges)
+    non_loop = edges[edges[:, 1] != len(relation_names) - 1]
+    degree = np.bincount(non_loop[:, 0], minlength=n_entities)  # edges are bidirectional: out = undirected degree
+    is_item = np.zeros(n_entities, dtype=bool)
+    is_item[list(item_set)] = True
+    item_index = np.full(n_entities, -1, dtype=np.int64)
+    item_index[is_item] = np.arange(int(is_item.sum()))
+
+    entities = _table(
+        "entities",
+        {
+            "id": list(range(n_entities)),
+            "uri": uris,
+            "name": names,
+            "is_item": is_item.tolist(),
+            "item_index": item_index.tolist(),
+            "degree": degree.tolist(),
+        },
+    )
+    linker = EntityLinker.from_entities(
+        entities,
+        stopwords=DEFAULT_STOPWORDS | {s.lower() for s in cfg.extra_stopwords},
+        min_chars=cfg.min_entity_name_chars,
+    )
+
+    # Conversations → turns → samples.
+    turn_stats = TurnStats()
+    all_turns: dict[str, list[Turn]] = {}
+    for c in tqdm(convs, desc="turns + entity linking", unit=" conv", disable=not progress, leave=False):
+        all_turns[c.conversation_id] = build_turns(c, movie_entity, linker, cfg.item_placeholder, turn_stats)
+
+    by_user: dict[int, list[str]] = defaultdict(list)
+    for c in convs:
+        by_user[c.seeker_id].append(c.conversation_id)
+
+    conv_cols: dict[str, list] = defaultdict(list)
+    turn_cols: dict[str, list] = defaultdict(list)
+    sample_cols: dict[str, list] = defaultdict(list)
+    for c in convs:
+        turns = all_turns[c.conversation_id]
+        conv_cols["conversation_id"].append(c.conversation_id)
+        conv_cols["seeker_id"].append(c.seeker_id)
+        conv_cols["recommender_id"].append(c.recommender_id)
+        conv_cols["source_file"].append(c.source_file)
+        conv_cols["is_test_side"].append(c.is_test_side)
+        conv_cols["standard_split"].append(
+            splits.standard_role(c.conversation_id, c.is_test_side, cfg.split_seed, cfg.valid_every)
+        )
+        conv_cols["n_turns"].append(len(turns))
+        for t in turns:
+            turn_cols["conversation_id"].append(c.conversation_id)
+            turn_cols["turn_index"].append(t.turn_index)
+            turn_cols["role"].append(t.role)
+            turn_cols["sender_id"].append(t.sender_id)
+            turn_cols["text"].append(t.text)
+            turn_cols["movie_ids"].append(t.movie_ids)
+            turn_cols["item_ids"].append(t.item_ids)
+            turn_cols["entity_ids"].append(t.entity_ids)
+        for s in rec_samples(c.conversation_id, c.seeker_id, turns):
+            sample_cols["sample_id"].append(len(sample_cols["sample_id"]))
+            sample_cols["conversation_id"].append(s.conversation_id)
+            sample_cols["user_id"].append(s.user_id)
+            sample_cols["turn_index"].append(s.turn_index)
+            sample_cols["label"].append(s.label)
+            sample_cols["context_entity_ids"].append(s.context_entity_ids)
+            sample_cols["context_entity_turns"].append(s.context_entity_turns)
+            sample_cols["label_in_context"].append(s.label_in_context)
+
+    task_cols: dict[str, list] = defaultdict(list)
+    for user in sorted(by_user):
+        conv_ids = by_user[user]
+        fold = splits.user_fold(user, len(conv_ids), cfg.split_seed, cfg.n_folds)
+        support, query = splits.support_query(conv_ids, cfg.support_fraction)
+        task_cols["user_id"].append(user)
+        task_cols["fold"].append(fold)
+        task_cols["split"].append("train" if fold < 0 else splits.fold_role(fold, cfg.fold, cfg.n_folds))
+        task_cols["n_conversations"].append(len(conv_ids))
+        task_cols["support_conversation_ids"].append(support)
+        task_cols["query_conversation_ids"].append(query)
+
+    mentioned = Counter(m for ts in all_turns.values() for t in ts for m in t.movie_ids)
+    known_mentions = sum(n for m, n in mentioned.items() if m in movie_entity)
+    kg_linked_mentions = sum(n for m, n in mentioned.items() if m in movie_entity and links[m].entity_id is not None)
+    link_methods = Counter(links[m].method for m in mentioned if m in links)
+
+    tables = {
+        "entities": entities,
+        "relations": _table(
+            "relations",
+            {
+                "id": list(range(len(relation_names))),
+                "name": relation_names,
+                "n_edges": np.bincount(edges[:, 1], minlength=len(relation_names)).tolist(),
+            },
+        ),
+        "kg_edges": pa.Table.from_arrays(
+            [pa.array(edges[:, 0]), pa.array(edges[:, 1]), pa.array(edges[:, 2])], schema=TABLES["kg_edges"]
+        ),
+        "movies": _table(
+            "movies",
+            {
+                "movie_id": sorted(movie_names),
+                "name": [movie_names[m] for m in sorted(movie_names)],
+                "entity_id": [movie_entity[m] for m in sorted(movie_names)],
+                "link_method": [links[m].method for m in sorted(movie_names)],
+                "n_mentions": [csv_movies[m].n_mentions if m in csv_movies else 0 for m in sorted(movie_names)],
+            },
+        ),
+        "conversations": _table("conversations", conv_cols),
+        "turns": _table("turns", turn_cols),
+        "tasks": _table("tasks", task_cols),
+        "rec_samples": _table("rec_samples", sample_cols),
+    }
+    n_utterances = sum(len(t.entity_ids) for ts in all_turns.values() for t in ts)
+    stats = {
+        **dialog_stats,
+        "kg_format": cfg.kg_format,
+        "kg_entities": kg.n_entities,
+        "isolated_item_entities": n_entities - kg.n_entities,
+        "relations_dropped": dropped,
+        "movie_mentions": turn_stats.movie_mentions,
+        "unknown_movie_mentions": turn_stats.unknown_movie_mentions,
+        "unknown_movie_ids": sorted(turn_stats.unknown_movie_ids)[:100],
+        "movie_mentions_linked_to_kg": kg_linked_mentions,
+        "movie_mention_kg_coverage": round(kg_linked_mentions / max(known_mentions, 1), 4),
+        "mentioned_movies_by_link_method": dict(sorted(link_methods.items())),
+        "movies_linked_to_kg": sum(1 for m in movie_names if links[m].entity_id is not None),
+        "movies_total": len(movie_names),
+        "turns_from_foreign_senders": turn_stats.foreign_senders,
+        "linker_surface_forms": linker.n_forms,
+        "linked_entities_per_turn": round(n_utterances / max(len(turn_cols["text"]), 1), 4),
+    }
+    return tables, stats

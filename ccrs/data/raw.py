@@ -1,0 +1,233 @@
+"""Readers for a raw ReDial directory (official schema) with errors that name the file, line and field.
+
+A raw directory holds (names as in the official release and in ``../shared/data/redial``):
+
+* dialog JSONL files, plain or ``.gz``, at the top level or under ``dialogs/``: ``train_data.jsonl``,
+  ``test_data.jsonl``, ``redial_test.jsonl.gz``, ... A file whose name contains ``test`` is the
+  official test side (used by the ``standard`` split); every other dialog file is train side.
+* ``movies_with_mentions.csv`` (``movieId,movieName,nbMentions``).
+* a DBpedia subgraph, see :mod:`ccrs.data.kg`.
+
+Only JSON and CSV are parsed: pickles are never loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+
+class RawDataError(ValueError):
+    """Bad raw input; the message starts with ``file:line`` where there is one."""
+
+
+class MissingRawFiles(FileNotFoundError):
+    """Expected raw files are absent; the message lists what was expected where."""
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    sender_id: int
+    text: str
+
+
+@dataclass
+class RawConversation:
+    conversation_id: str
+    seeker_id: int
+    recommender_id: int
+    messages: list[RawMessage]
+    movie_mentions: dict[int, str]
+    source_file: str
+    is_test_side: bool
+    line: int
+    turns_merged: bool = False
+
+
+@dataclass
+class DialogFileReport:
+    path: str
+    conversations: int = 0
+    skipped_lines: list[int] = field(default_factory=list)
+
+
+DIALOG_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".json")
+# Files that look like dialogues but are not extra conversations (CFCRS annotations duplicate train
+# conversations); they live outside the folders we scan.
+_SCANNED_DIRS = (".", "dialogs")
+
+
+def open_text(path: str | Path) -> io.TextIOBase:
+    path = Path(path)
+    if path.name.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def load_json(path: str | Path) -> object:
+    """Read a JSON file (plain or .gz) with an error that names the file."""
+    try:
+        with open_text(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise RawDataError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_dialog_files(raw_dir: Path) -> list[Path]:
+    found: list[Path] = []
+    for sub in _SCANNED_DIRS:
+        folder = raw_dir / sub
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.iterdir()):
+            if p.is_file() and p.name.endswith(DIALOG_SUFFIXES) and _looks_like_dialogs(p):
+                found.append(p)
+    return found
+
+
+def _looks_like_dialogs(path: Path) -> bool:
+    """A dialog file's first JSON line has ``conversationId`` and ``messages``; KG JSON does not."""
+    try:
+        with open_text(path) as f:
+            first = f.readline(1 << 16)
+    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile):
+        return False
+    return '"conversationId"' in first and '"messages"' in first
+
+
+def is_test_side(path: Path) -> bool:
+    return "test" in path.name.lower()
+
+
+_REQUIRED = {
+    "conversationId": (str, int),
+    "initiatorWorkerId": (int,),
+    "respondentWorkerId": (int,),
+    "messages": (list,),
+}
+
+
+def _parse_conversation(obj: object, where: str) -> tuple[str, int, int, list[RawMessage], dict[int, str]]:
+    if not isinstance(obj, dict):
+        raise RawDataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for key, types_ in _REQUIRED.items():
+        if key not in obj:
+            raise RawDataError(f"{where}: missing field {key!r}")
+        if not isinstance(obj[key], types_) or isinstance(obj[key], bool):
+            raise RawDataError(f"{where}: field {key!r} has type {type(obj[key]).__name__}")
+    messages = []
+    for i, m in enumerate(obj["messages"]):
+        if not isinstance(m, dict) or "senderWorkerId" not in m or "text" not in m:
+            raise RawDataError(f"{where}: messages[{i}] needs 'senderWorkerId' and 'text'")
+        if not isinstance(m["text"], str) or not isinstance(m["senderWorkerId"], int):
+            raise RawDataError(f"{where}: messages[{i}] has a non-string 'text' or non-integer 'senderWorkerId'")
+        messages.append(RawMessage(int(m["senderWorkerId"]), m["text"]))
+    mentions_raw = obj.get("movieMentions") or {}
+    if not isinstance(mentions_raw, dict):
+        raise RawDataError(f"{where}: field 'movieMentions' must be an object")
+    mentions: dict[int, str] = {}
+    for k, v in mentions_raw.items():
+        try:
+            mentions[int(k)] = v if isinstance(v, str) else ""
+        except ValueError:
+            raise RawDataError(f"{where}: movieMentions key {k!r} is not a movie id") from None
+    return str(obj["conversationId"]), int(obj["initiatorWorkerId"]), int(obj["respondentWorkerId"]), messages, mentions
+
+
+def read_dialog_file(
+    path: Path, skip_bad_lines: bool = False, progress: bool = True
+) -> tuple[list[RawConversation], DialogFileReport]:
+    """Parse one dialog JSONL file; a bad line raises ``RawDataError('file:line: ...')`` unless skipped."""
+    report = DialogFileReport(path=path.name)
+    convs: list[RawConversation] = []
+    test_side = is_test_side(path)
+    with open_text(path) as f:
+        lines: Iterator[str] = f
+        if progress:
+            lines = tqdm(f, desc=f"read {path.name}", unit=" conv", leave=False)
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise RawDataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+                cid, seeker, rec, messages, mentions = _parse_conversation(obj, where)
+            except RawDataError:
+                if not skip_bad_lines:
+                    raise
+                report.skipped_lines.append(lineno)
+                continue
+            convs.append(
+                RawConversation(
+                    conversation_id=cid,
+                    seeker_id=seeker,
+                    recommender_id=rec,
+                    messages=messages,
+                    movie_mentions=mentions,
+                    source_file=path.name,
+                    is_test_side=test_side,
+                    line=lineno,
+                    turns_merged=bool(obj.get("_turns_merged", False)),
+                )
+            )
+    report.conversations = len(convs)
+    return convs, report
+
+
+_TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)\s*$")
+
+
+def split_title_year(name: str) -> tuple[str, int | None]:
+    """``'Police Academy  (1984)'`` → ``('Police Academy', 1984)``."""
+    m = _TITLE_YEAR.match(name.strip())
+    if m:
+        return " ".join(m.group("title").split()), int(m.group("year"))
+    return " ".join(name.split()), None
+
+
+@dataclass(frozen=True)
+class Movie:
+    movie_id: int
+    name: str
+    n_mentions: int
+
+
+def read_movies_csv(path: Path) -> dict[int, Movie]:
+    """``movies_with_mentions.csv`` → ``{movieId: Movie}``."""
+    movies: dict[int, Movie] = {}
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:2]] != ["movieId", "movieName"]:
+            raise RawDataError(f"{path}:1: expected header 'movieId,movieName[,nbMentions]', got {header!r}")
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            try:
+                movie_id = int(row[0])
+                name = row[1]
+                n = int(row[2]) if len(row) > 2 and row[2].strip() else 0
+            except (ValueError, IndexError):
+                raise RawDataError(f"{path}:{lineno}: expected movieId,movieName,nbMentions, got {row!r}") from None
+            movies[movie_id] = Movie(movie_id, name, n)
+    return movies
