@@ -95,7 +95,7 @@ class PreparedDataset:
 
     def verify(self) -> None:
         """Check every table's bytes against the manifest's sha256."""
-        for name, entry in self.manifest["tables"].items():
+        for entry in self.manifest["tables"].values():
             data = storage.read_bytes(self.location.child(entry["file"]))
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
                 raise DatasetError(f"{self.location.uri}/{entry['file']}: content does not match {MANIFEST}")

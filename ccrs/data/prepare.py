@@ -94,10 +94,6 @@ def _fingerprint(source_hashes: dict[str, str], cfg: DataConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _list_array(values: list[list], typ: pa.DataType) -> pa.Array:
-    return pa.array(values, type=typ)
-
-
 def _table(name: str, columns: dict[str, list]) -> pa.Table:
     schema = TABLES[name]
     return pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in schema], schema=schema)
@@ -113,12 +109,13 @@ class PrepareResult:
 def prepare(
     raw_dir: str | Path,
     out_uri: str,
-    cfg: DataConfig = DataConfig(),
+    cfg: DataConfig | None = None,
     skip_bad_lines: bool = False,
     force: bool = False,
     progress: bool = True,
 ) -> PrepareResult:
     """Build and publish the prepared dataset; see the module docstring for the guarantees."""
+    cfg = cfg or DataConfig()
     t0 = time.perf_counter()
     inputs = locate_inputs(Path(raw_dir), cfg.kg_format)
     rel = {p: str(p.relative_to(inputs.raw_dir)) for p in inputs.all_files()}
@@ -149,12 +146,12 @@ def prepare(
         "stats": stats,
     }
     manifest["summary"] = summarize(tables, cfg)
-    publish(out, tables, manifest, progress)
+    manifest = publish(out, tables, manifest, progress)
     return PrepareResult(manifest, skipped=False, seconds=time.perf_counter() - t0)
 
 
-def publish(out: storage.Location, tables: dict[str, pa.Table], manifest: dict, progress: bool = True) -> None:
-    """Stage every table, then swap them in and write the manifest last."""
+def publish(out: storage.Location, tables: dict[str, pa.Table], manifest: dict, progress: bool = True) -> dict:
+    """Stage every table, then swap them in and write the manifest last; returns the manifest written."""
     staging = out.child(f"_staging-{uuid.uuid4().hex[:12]}")
     storage.makedirs(staging)
     entries = {}
@@ -175,6 +172,7 @@ def publish(out: storage.Location, tables: dict[str, pa.Table], manifest: dict, 
         storage.delete(staging)
     manifest = {**manifest, "tables": entries}
     storage.write_bytes(out.child(MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    return manifest
 
 
 def _read_dialogs(inputs: RawInputs, skip_bad_lines: bool, progress: bool) -> tuple[list[RawConversation], dict]:

@@ -62,7 +62,7 @@ def write_synthetic_raw(out: str | Path, spec: SynthSpec = SynthSpec(), kg_forma
     rng.shuffle(people)
     directors = people[: spec.n_directors]
     actors = people[spec.n_directors : spec.n_directors + spec.n_actors]
-    titles = [f"{a} {b}" for a in _TITLE_A for b in _TITLE_B]
+    titles = [f"{p}{a} {b}" for p in ("", "The ") for a in _TITLE_A for b in _TITLE_B]
     rng.shuffle(titles)
     if spec.n_movies > len(titles):
         raise ValueError(f"at most {len(titles)} synthetic movies")

@@ -1,0 +1,66 @@
+"""Shared fixtures: a synthetic raw directory, the real shared data (when present), a real S3 server."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from ccrs.data.synth import SynthSpec, write_synthetic_raw
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def synth_raw(tmp_path_factory) -> Path:
+    """A small synthetic raw directory (both KG formats); treat as read-only."""
+    return write_synthetic_raw(tmp_path_factory.mktemp("synth") / "raw", SynthSpec(seed=7, n_users=30))
+
+
+@pytest.fixture(scope="session")
+def shared_raw() -> Path:
+    """The real ReDial + DBpedia data in ../shared/data/redial (or $CCRS_RAW_DIR)."""
+    candidates = [os.environ.get("CCRS_RAW_DIR"), REPO.parent / "shared" / "data" / "redial"]
+    for c in candidates:
+        if c and (Path(c) / "movies_with_mentions.csv").is_file():
+            return Path(c)
+    pytest.skip("real ReDial data not found (../shared/data/redial or $CCRS_RAW_DIR)")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible HTTP endpoint (moto_server) on a free 127.0.0.1 port.
+
+    Sets the AWS_* environment variables every S3 client (pyarrow, boto3, Ray workers) reads.
+    """
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

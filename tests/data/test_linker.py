@@ -1,0 +1,73 @@
+from ccrs.data.linker import EntityLinker, surface_forms
+
+
+def make(names, **kw):
+    return EntityLinker([(i, n, item, prio) for i, (n, item, prio) in enumerate(names)], **kw)
+
+
+NAMES = [
+    ("Tom Hanks", False, 10),  # 0
+    ("Tom", False, 1),  # 1: shorter name inside a longer one
+    ("Horror film", False, 4),  # 2: genre alias "horror"
+    ("Titanic (1997 film)", True, 30),  # 3: item, excluded by default
+    ("Steven Spielberg", False, 8),  # 4
+    ("It (2017 film)", True, 5),  # 5: item
+    ("Love", False, 2),  # 6: stoplisted surface
+    ("Comedy film", False, 3),  # 7: plural "comedies"
+    ("Chris Evans (actor)", False, 6),  # 8: disambiguation stripped
+    ("Chris Evans (presenter)", False, 1),  # 9: same surface, lower priority
+    ("Science fiction film", False, 2),  # 10
+]
+
+
+def test_longest_match_first_and_word_boundaries():
+    linker = make(NAMES)
+    mentions = linker.link("I love Tom Hanks and tomatoes, but Tom alone is fine")
+    assert [(m.entity_id, m.surface) for m in mentions] == [(0, "Tom Hanks"), (1, "Tom")]
+
+
+def test_case_insensitive_and_offsets():
+    linker = make(NAMES)
+    text = "anything by STEVEN spielberg?"
+    (m,) = linker.link(text)
+    assert m.entity_id == 4
+    assert text[m.start : m.end] == "STEVEN spielberg"
+
+
+def test_genre_alias_plural_and_stoplist():
+    linker = make(NAMES)
+    assert linker.entity_ids("a good horror movie, I love comedies and science fiction") == [2, 7, 10]
+    assert linker.entity_ids("love love love") == []  # "Love" is too generic
+
+
+def test_items_excluded_unless_asked():
+    assert make(NAMES).entity_ids("Titanic is great") == []
+    with_items = make(NAMES, include_items=True)
+    assert with_items.entity_ids("Titanic is great") == [3]
+    assert with_items.entity_ids("it was good") == []  # "It" is a stopword even as an item
+
+
+def test_disambiguation_and_priority():
+    linker = make(NAMES)
+    assert linker.entity_ids("chris evans was great") == [8]
+
+
+def test_dedup_in_order_of_first_appearance():
+    linker = make(NAMES)
+    assert linker.entity_ids("Tom Hanks, horror, Tom Hanks again, horror") == [0, 2]
+
+
+def test_punctuation_and_apostrophes():
+    linker = make([("Schindler's List", False, 1), ("O'Brien", False, 1)])
+    assert linker.entity_ids("Have you seen Schindler’s List? o'brien was in it") == [0, 1]
+
+
+def test_min_chars_and_numbers():
+    linker = make([("Up", False, 1), ("1917", False, 1), ("Her", False, 1)])
+    assert linker.entity_ids("Up 1917 her") == []
+
+
+def test_surface_forms():
+    assert surface_forms("Horror film") == ["Horror film", "Horror", "Horrors"]
+    assert surface_forms("Comedy film") == ["Comedy film", "Comedy", "Comedies"]
+    assert surface_forms("Titanic (1997 film)", is_item=True) == ["Titanic (1997 film)", "Titanic"]
