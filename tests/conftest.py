@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from ccrs.data.synth import SynthSpec, write_synthetic_raw
 
 REPO = Path(__file__).resolve().parents[1]
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto_server logs every request
 
 
 def free_port() -> int:

@@ -43,12 +43,14 @@ def merge_messages(conv: RawConversation) -> list[tuple[int, str]]:
     merged: list[tuple[int, str]] = []
     for m in conv.messages:
         text = " ".join(m.text.split())
+        if not text:  # an empty message must not split a speaker's run into two turns
+            continue
         if merged and merged[-1][0] == m.sender_id:
             prev = merged[-1][1]
             merged[-1] = (m.sender_id, f"{prev} {text}".strip())
         else:
             merged.append((m.sender_id, text))
-    return [(s, t) for s, t in merged if t]
+    return merged
 
 
 def build_turns(
