@@ -93,6 +93,7 @@ def _cmd_link_eval(args: argparse.Namespace) -> int:
     report = evaluate_linker(linker, names, annotations)
     report["prepared"] = args.prepared
     report["annotations"] = str(annotations)
+    report["command"] = "ccrs " + " ".join(sys.argv[1:])
     text = json.dumps(report, indent=2)
     print(text)
     if args.save:

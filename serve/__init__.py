@@ -1,0 +1,1 @@
+"""Ray Serve application (recommender + generator deployments). Arrives with the serving issue."""
