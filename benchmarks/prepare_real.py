@@ -66,7 +66,7 @@ def main() -> None:
         server.stop()
     med = {k: statistics.median(v) for k, v in times.items()}
     report = {
-        "command": "python benchmarks/prepare_real.py --repeats %d" % args.repeats,
+        "command": f"python benchmarks/prepare_real.py --repeats {args.repeats}",
         "raw_dir": str(raw),
         "raw_found_by": how,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

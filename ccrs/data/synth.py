@@ -180,6 +180,8 @@ def _phrase(relation: str, value: str) -> str:
 
 def _conversation(cid, seeker, recommender, relation, value, picks, merged, rng) -> dict:
     a, b, c, d = (picks + picks)[:4]
+    if rng.random() < 0.3:
+        d = b  # recommenders often re-mention a movie: exercises the "dedup" metric variant
     msgs = [
         (seeker, "Hi there!"),
         (seeker, f"I am looking for {_phrase(relation, value)}. I loved @{a['movie_id']}"),

@@ -65,7 +65,10 @@ def test_turn_and_sample_references_are_consistent(prepared):
     turns = ds.table("turns").to_pylist()
     assert all(t["text"].count("__item__") == len(t["movie_ids"]) for t in turns)
     assert any(t["entity_ids"] for t in turns)  # the linker found directors/actors/genres
-    for s in ds.table("rec_samples").to_pylist():
+    samples = ds.table("rec_samples").to_pylist()
+    flags = [s["label_in_context"] for s in samples]
+    assert any(flags) and not all(flags)  # both metric variants have data
+    for s in samples:
         assert s["label"] in items
         assert len(s["context_entity_ids"]) == len(s["context_entity_turns"])
         assert all(0 <= e < n_entities for e in s["context_entity_ids"])
@@ -193,3 +196,25 @@ def test_manifest_is_json_with_table_hashes(prepared):
     text = storage.read_bytes(ds.location.child("manifest.json")).decode()
     m = json.loads(text)
     assert all(len(e["sha256"]) == 64 for e in m["tables"].values())
+
+
+def test_synthetic_users_each_prefer_one_relation(prepared):
+    """Each synthetic user's movies share one director, actor or genre: the signal CCRS should find."""
+    ds, _ = prepared
+    edges = ds.table("kg_edges").to_pylist()
+    rel_names = ds.table("relations").column("name").to_pylist()
+    attrs: dict[int, set] = {}
+    for e in edges:
+        if rel_names[e["relation"]] != "self_loop":
+            attrs.setdefault(e["head"], set()).add((e["relation"], e["tail"]))
+    turns = ds.table("turns").to_pylist()
+    seeker = {c["conversation_id"]: c["seeker_id"] for c in ds.table("conversations").to_pylist()}
+    by_user: dict[int, list[int]] = {}
+    for t in turns:
+        by_user.setdefault(seeker[t["conversation_id"]], []).extend(t["item_ids"])
+    shared = 0
+    for items in by_user.values():
+        linked = [attrs[i] for i in set(items) if i in attrs]
+        if linked and set.intersection(*linked):
+            shared += 1
+    assert shared >= 0.9 * len(by_user)
