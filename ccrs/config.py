@@ -105,6 +105,8 @@ class MetaConfig:
 
 
 def _dial_meta() -> MetaConfig:
+    # The generator's inner/outer parameter split is settled with the generator (paper: inner =
+    # {Encoder', W^L}); these patterns are a provisional default until that module exists.
     return MetaConfig(
         inner_lr=0.0003,
         outer_lr=0.001,
