@@ -40,6 +40,11 @@ DEFAULT_STOPWORDS = frozenset(
 )
 
 
+def strip_disambiguation(name: str) -> str:
+    """``Titanic (1997 film)`` → ``Titanic``."""
+    return _PAREN.sub("", name).strip()
+
+
 def tokenize_spans(text: str) -> list[tuple[str, int, int]]:
     """Lower-cased word tokens with their character spans."""
     lowered = text.lower()
@@ -53,7 +58,7 @@ def tokens(text: str) -> tuple[str, ...]:
 def surface_forms(name: str, is_item: bool = False) -> list[str]:
     """The forms a readable KG name is indexed under (see the module docstring)."""
     forms = [name]
-    base = _PAREN.sub("", name).strip()
+    base = strip_disambiguation(name)
     if base and base != name:
         forms.append(base)
     if not is_item and base.lower().endswith(" film") and len(base) > len(" film"):

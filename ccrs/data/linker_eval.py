@@ -16,21 +16,17 @@ point, not a target: both sides miss things the other finds.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccrs.data.linker import EntityLinker
+from ccrs.data.linker import EntityLinker, strip_disambiguation
 from ccrs.data.raw import open_text
 from ccrs.data.turns import MENTION
 
 ANNOTATIONS = "annotations/cfcrs_valid_entity_annotations.jsonl.gz"
-_PAREN = re.compile(r"\s*\([^)]*\)\s*$")
-
-
 def normalize_name(name: str) -> str:
-    base = _PAREN.sub("", name).strip().lower()
+    base = strip_disambiguation(name).lower()
     if base.endswith(" film") and len(base) > 5:
         base = base[: -len(" film")]
     return " ".join(base.split())

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -44,8 +43,6 @@ from ccrs.data.samples import rec_samples
 from ccrs.data.schema import SCHEMA_VERSION, TABLES
 from ccrs.data.summary import summarize
 from ccrs.data.turns import Turn, TurnStats, build_turns
-
-log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 MOVIES_CSV = "movies_with_mentions.csv"

@@ -146,20 +146,25 @@ def test_bad_input_writes_nothing(synth_raw, tmp_path):
     assert result.manifest["stats"]["dialog_files"]["train_data.jsonl"]["skipped_line_numbers"] == [5]
 
 
+def fail_on_call(monkeypatch, name, nth, message):
+    """Make ``storage.<name>`` raise OSError(message) on its ``nth`` call (fault injection)."""
+    real = getattr(storage, name)
+    calls = []
+
+    def wrapper(*args):
+        calls.append(args)
+        if len(calls) == nth:
+            raise OSError(message)
+        return real(*args)
+
+    monkeypatch.setattr(prepare_mod.storage, name, wrapper)
+
+
 def test_crash_while_staging_keeps_the_previous_dataset(synth_raw, tmp_path, monkeypatch):
     out = tmp_path / "ds"
     prepare(synth_raw, str(out), progress=False)
     old_manifest = (out / "manifest.json").read_text()
-    real_write = storage.write_bytes
-    calls = []
-
-    def failing_write(loc, data):
-        calls.append(loc.path)
-        if len(calls) == 3:
-            raise OSError("disk full (injected)")
-        real_write(loc, data)
-
-    monkeypatch.setattr(prepare_mod.storage, "write_bytes", failing_write)
+    fail_on_call(monkeypatch, "write_bytes", 3, "disk full (injected)")
     with pytest.raises(OSError, match="injected"):
         prepare(synth_raw, str(out), DataConfig(split_seed=1), progress=False)
     monkeypatch.undo()
@@ -171,16 +176,7 @@ def test_crash_while_staging_keeps_the_previous_dataset(synth_raw, tmp_path, mon
 def test_crash_while_swapping_leaves_no_manifest(synth_raw, tmp_path, monkeypatch):
     out = tmp_path / "ds"
     prepare(synth_raw, str(out), progress=False)
-    real_move = storage.move
-    moves = []
-
-    def failing_move(src, dst):
-        moves.append(src)
-        if len(moves) == 2:
-            raise OSError("killed (injected)")
-        real_move(src, dst)
-
-    monkeypatch.setattr(prepare_mod.storage, "move", failing_move)
+    fail_on_call(monkeypatch, "move", 2, "killed (injected)")
     with pytest.raises(OSError, match="injected"):
         prepare(synth_raw, str(out), DataConfig(split_seed=1), progress=False)
     monkeypatch.undo()
