@@ -5,6 +5,8 @@
     ccrs data synth --out /tmp/redial-synth
     ccrs data download --dest ~/.cache/ccrs/redial
     ccrs data link-eval --prepared runs/demo/prepared
+    ccrs train rec --prepared runs/demo/prepared --model ccrs --split user --fold 0 --out runs/rec/ccrs/fold0
+    ccrs eval rec --prepared runs/demo/prepared --runs runs/rec_plain --jobs 2 --save results/rec_plain
     ccrs config show recommender.n_layers=2
 
 Where ``data prepare`` takes raw data from, first found wins: ``--raw DIR``, ``$CCRS_RAW_DIR``, a
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -103,6 +106,71 @@ def _cmd_link_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_ints(text: str, name: str) -> list[int]:
+    """``"0-9"`` / ``"0,2,5"`` / ``"3"`` → ints."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part.strip()[1:]:
+                lo, hi = part.split("-", 1)
+                out += range(int(lo), int(hi) + 1)
+            elif part.strip():
+                out.append(int(part))
+    except ValueError:
+        raise ConfigError(f"{name}: expected integers like 0-9 or 0,1,2, got {text!r}") from None
+    return out
+
+
+def _cmd_train_rec(args: argparse.Namespace) -> int:
+    from ccrs.train.rec_trainer import train_recommender
+
+    overrides = list(args.overrides)
+    if args.model:
+        overrides.append(f"recommender.variant={args.model}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    cfg = load_config(args.config, overrides)
+    result = train_recommender(cfg, args.prepared, args.split, args.fold, args.out, progress=not args.quiet,
+                               device=args.device)
+    print(json.dumps({"variant": result.variant, "split": result.split, "fold": result.fold, "seed": result.seed,
+                      "best_epoch": result.best_epoch, "valid": result.valid, "test": result.test,
+                      "out": result.out}, indent=2))
+    return 0
+
+
+def _cmd_eval_rec(args: argparse.Namespace) -> int:
+    from ccrs.experiments.rec_table import format_markdown, run_grid, run_specs, write_report
+    from ccrs.experiments.rec_table import aggregate as aggregate_runs
+
+    cfg = load_config(args.config, args.overrides)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for m in models:
+        load_config(None, [f"recommender.variant={m}"])  # rejects unknown model names early
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    for s in splits:
+        if s not in ("user", "standard"):
+            raise ConfigError(f"--splits: {s!r} is not user or standard")
+    compare = []
+    for pair in filter(None, args.compare.split(",")):
+        a, _, b = pair.partition(":")
+        if a not in models or b not in models:
+            raise ConfigError(f"--compare {pair!r}: both models must be in --models")
+        compare.append((a, b))
+    specs = run_specs(models, splits, _parse_ints(args.folds, "--folds"), _parse_ints(args.seeds, "--seeds"), cfg.seed)
+    results = run_grid(cfg, args.prepared, args.runs, specs, jobs=args.jobs, progress=not args.quiet)
+    report = aggregate_runs(results, compare, n_resamples=args.resamples)
+    report["title"] = "Recommendation, plain (non-meta) training"
+    report["command"] = args.command_line or "ccrs " + shlex.join(args.argv)
+    report["config"] = cfg.to_dict()
+    report["runs"] = {f"{s.split}/{s.model}/{s.key}": {k: v for k, v in r.items() if k != "history"}
+                      for s, r in results.items()}
+    print(format_markdown(report))
+    if args.save:
+        write_report(report, args.save)
+        print(f"saved {args.save}.json and {args.save}.md", file=sys.stderr)
+    return 0
+
+
 def _cmd_config_show(args: argparse.Namespace) -> int:
     print(dump_config(load_config(args.config, args.overrides)), end="")
     return 0
@@ -149,6 +217,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", help="write <SAVE>.json and <SAVE>.md")
     p.set_defaults(func=_cmd_link_eval)
 
+    train = sub.add_parser("train", help="train one model (plain, single process)")
+    tsub = train.add_subparsers(dest="train_command", required=True)
+    p = tsub.add_parser("rec", help="train + select on valid + test one recommender; resumes an interrupted run")
+    p.add_argument("--prepared", required=True, help="prepared dataset URI")
+    p.add_argument("--out", required=True, help="run directory (local or s3://): checkpoints, predictions, metrics")
+    p.add_argument("--model", help="ccrs | ccrs_no_turn | kbrd | popularity | repeat_context (= recommender.variant)")
+    p.add_argument("--split", default="user", choices=["user", "standard"])
+    p.add_argument("--fold", type=int, help="test fold of the user split (default: the prepared one)")
+    p.add_argument("--seed", type=int, help="= seed")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_config_args(p)
+    p.set_defaults(func=_cmd_train_rec)
+
+    ev = sub.add_parser("eval", help="result tables over many runs")
+    esub = ev.add_subparsers(dest="eval_command", required=True)
+    p = esub.add_parser("rec", help="Table 1: every model on the user split (all folds) and the standard split (seeds)")
+    p.add_argument("--prepared", required=True, help="prepared dataset URI")
+    p.add_argument("--runs", required=True, help="root of the run directories (finished runs are reused)")
+    p.add_argument("--models", default="popularity,repeat_context,kbrd,ccrs_no_turn,ccrs")
+    p.add_argument("--splits", default="user,standard")
+    p.add_argument("--folds", default="0-9", help="user-split test folds, e.g. 0-9 or 0,3")
+    p.add_argument("--seeds", default="0,1,2", help="standard-split seeds")
+    p.add_argument("--compare", default="ccrs:kbrd", help="paired tests A:B[,C:D]")
+    p.add_argument("--resamples", type=int, default=10_000, help="sign-flip permutations per test")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (threads split between them)")
+    p.add_argument("--save", help="write <SAVE>.json and <SAVE>.md")
+    p.add_argument("--command-line", help=argparse.SUPPRESS)
+    p.add_argument("-q", "--quiet", action="store_true")
+    _add_config_args(p)
+    p.set_defaults(func=_cmd_eval_rec)
+
     cfg = sub.add_parser("config", help="show the resolved configuration")
     csub = cfg.add_subparsers(dest="config_command", required=True)
     p = csub.add_parser("show", help="print the config as YAML (defaults ← --config ← KEY=VALUE)")
@@ -160,11 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from ccrs.data.dataset import DatasetError
     from ccrs.data.raw import MissingRawFiles, RawDataError
+    from ccrs.train.checkpoint import CheckpointError
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, RawDataError, MissingRawFiles) as exc:
+    except (ConfigError, RawDataError, MissingRawFiles, DatasetError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -56,11 +56,19 @@ class DataConfig:
     min_entity_name_chars: int = 3
 
 
+REC_VARIANTS = ("ccrs", "ccrs_no_turn", "kbrd", "popularity", "repeat_context")
+
+
 @dataclass(frozen=True)
 class RecommenderConfig:
-    """Recommender (paper §2.2): user-guided relation-aware entity encoder, turn and intention encoders."""
+    """Recommender (paper §2.2): user-guided relation-aware entity encoder, turn and intention encoders.
 
-    variant: str = "ccrs"  # ccrs | ccrs_no_turn | kbrd | popularity
+    ``variant``: ``ccrs`` (full), ``ccrs_no_turn`` (paper "w/o TE"), ``kbrd`` (RGCN + self-attention,
+    as CRSLab; the paper's "w/o RE&TE"), ``popularity`` (training-label frequency), ``repeat_context``
+    (movies already mentioned, most recent first, then popularity).
+    """
+
+    variant: str = "ccrs"
     entity_dim: int = 128
     user_dim: int = 128
     n_layers: int = 1  # L
@@ -69,6 +77,59 @@ class RecommenderConfig:
     max_context_entities: int = 64
     max_turns: int = 64
     n_bases: int = 8  # RGCN basis decomposition (kbrd variant)
+    #: Turn index embedded by the turn encoder (Eq. 7): ``recency`` (t - t_j) or ``absolute`` (t_j).
+    turn_mode: str = "recency"
+    #: √d of Eq. 2: ``head`` (per-head dim) or ``model`` (full d).
+    attention_scale: str = "head"
+    #: H̃ of Eq. 8: ``embedding`` (the entity embedding rows of the items, layer 0: user-independent
+    #: and free), ``encoder`` (a user-independent full-KG pass: kbrd only, as CRSLab), ``auto``
+    #: (``encoder`` for kbrd, ``embedding`` otherwise).
+    item_table: str = "auto"
+    #: A learned per-item bias added to the scores (CRSLab's ``rec_bias``).
+    item_bias: bool = True
+    #: Probability of replacing a training sample's user by the cold-start user (index 0), so the
+    #: cold-start representation is trained (used for users with no training conversation).
+    user_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        _one_of("recommender.variant", self.variant, REC_VARIANTS)
+        _one_of("recommender.turn_mode", self.turn_mode, ("recency", "absolute"))
+        _one_of("recommender.attention_scale", self.attention_scale, ("head", "model"))
+        _one_of("recommender.item_table", self.item_table, ("auto", "embedding", "encoder"))
+        if self.entity_dim % self.n_heads:
+            raise ConfigError(f"recommender.entity_dim={self.entity_dim} must be divisible by n_heads={self.n_heads}")
+        if not 0 <= self.user_dropout < 1:
+            raise ConfigError(f"recommender.user_dropout must be in [0, 1), got {self.user_dropout}")
+
+    def resolved_item_table(self) -> str:
+        if self.item_table != "auto":
+            return self.item_table
+        return "encoder" if self.variant == "kbrd" else "embedding"
+
+
+@dataclass(frozen=True)
+class RecTrainConfig:
+    """Plain (non-meta) single-process training of the recommender."""
+
+    lr: float = 1e-3
+    batch_size: int = 128
+    max_epochs: int = 10
+    #: Stop after this many evaluations without a better valid ``select_metric``.
+    patience: int = 2
+    grad_clip: float = 0.1
+    weight_decay: float = 0.0
+    #: Valid metric used for model selection and early stopping (the best checkpoint is restored).
+    select_metric: str = "ndcg@10"
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        _one_of("rec_train.select_metric", self.select_metric,
+                tuple(f"{m}@{k}" for m in ("hit", "mrr", "ndcg") for k in (1, 10, 50)))
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +182,7 @@ class CCRSConfig:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     recommender: RecommenderConfig = field(default_factory=RecommenderConfig)
+    rec_train: RecTrainConfig = field(default_factory=RecTrainConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     rec_meta: MetaConfig = field(default_factory=MetaConfig)
     dial_meta: MetaConfig = field(default_factory=_dial_meta)
@@ -260,6 +322,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if path is not None:
             raise ConfigError(f"{path}: {exc}") from None
         raise
+
+
+def config_from_dict(values: dict[str, Any]) -> CCRSConfig:
+    """The inverse of ``CCRSConfig.to_dict`` (checkpoints, worker processes); validated like a file."""
+    return _build(CCRSConfig, values, "")
 
 
 def dump_config(cfg: CCRSConfig) -> str:

@@ -66,3 +66,13 @@ def s3_server():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def synth_prepared(synth_raw, tmp_path_factory) -> str:
+    """``synth_raw`` prepared once per session (a local URI); treat as read-only."""
+    from ccrs.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "ds"
+    prepare(synth_raw, str(out), progress=False)
+    return str(out)

@@ -129,15 +129,24 @@ class UserRelationalConv(MessagePassing):
         ptr: Tensor | None,
         size_i: int | None,
     ) -> Tensor:
+        # Edges grouped by relation once (one gather in, one out) and processed per relation on
+        # contiguous slices: per-relation boolean masks cost a full-size zero tensor per relation in
+        # the backward pass (15x slower on the real KG); a per-edge (dh × dh) gather costs E·k·dh².
+        perm = torch.argsort(edge_type, stable=True)
+        counts = torch.bincount(edge_type, minlength=self.num_relations).tolist()
+        src, tgt, val = source_j[perm].split(counts), target_i[perm].split(counts), value_j[perm].split(counts)
+        scores, msgs = [], []
+        for r, n_r in enumerate(counts):
+            if n_r == 0:
+                continue
+            s_a = torch.einsum("ekx,kxy->eky", src[r], self.rel_att[r])  # S_i^T A_r^i
+            scores.append((s_a * tgt[r]).sum(-1))  # S_i^T A_r^i T_i
+            msgs.append(torch.einsum("kxy,eky->ekx", self.rel_msg[r], val[r]))  # M_r^i W_i^M h(e') (Eq. 4)
+        inverse = torch.empty_like(perm)
+        inverse[perm] = torch.arange(perm.numel(), device=perm.device)
         e, k, dh = source_j.shape
-        score = source_j.new_empty(e, k)
-        msg = source_j.new_empty(e, k, dh)
-        # One pass per relation: gathering a (dh × dh) matrix per edge would cost E·k·dh² memory.
-        for r in torch.unique(edge_type).tolist():
-            m = edge_type == r
-            s_a = torch.einsum("ekx,kxy->eky", source_j[m], self.rel_att[r])  # S_i^T A_r^i
-            score[m] = (s_a * target_i[m]).sum(-1)  # S_i^T A_r^i T_i
-            msg[m] = torch.einsum("kxy,eky->ekx", self.rel_msg[r], value_j[m])  # M_r^i W_i^M h(e') (Eq. 4)
+        score = torch.cat(scores)[inverse] if scores else source_j.new_zeros(e, k)
+        msg = torch.cat(msgs)[inverse] if msgs else source_j.new_zeros(e, k, dh)
         score = score * gamma / self.scale  # Eq. 2
         alpha = softmax(score, index, ptr, size_i)  # Eq. 3, over each target's neighbours
         self._alpha = alpha

@@ -1,11 +1,20 @@
 import torch
 
 from ccrs.nn import UserRelationalConv
-from ccrs.nn.neighbourhood import batch_neighbourhoods
+import pytest
+
+from ccrs.nn.neighbourhood import InEdgeIndex, batch_neighbourhoods
 from tests.nn.test_user_relational_conv import tiny_graph
 
 
-def test_batched_neighbourhoods_equal_full_graph_per_user():
+def _extract(kind, contexts, ei, et, hops, n):
+    if kind == "k_hop_subgraph":
+        return batch_neighbourhoods(contexts, ei, et, num_hops=hops, num_nodes=n)
+    return InEdgeIndex(ei, et, n).batch(contexts, hops)
+
+
+@pytest.mark.parametrize("kind", ["k_hop_subgraph", "in_edge_index"])
+def test_batched_neighbourhoods_equal_full_graph_per_user(kind):
     torch.manual_seed(2)
     n, dim = 50, 8
     layers = torch.nn.ModuleList([UserRelationalConv(dim, 4, 6, heads=2) for _ in range(2)])
@@ -13,7 +22,7 @@ def test_batched_neighbourhoods_equal_full_graph_per_user():
     emb = torch.randn(n, dim)
     users = torch.randn(3, 6)
     contexts = [[3, 17], [], [29, 3, 41]]
-    batch = batch_neighbourhoods(contexts, ei, et, num_hops=2, num_nodes=n)
+    batch = _extract(kind, contexts, ei, et, 2, n)
     h = emb[batch.node_ids]
     for layer in layers:
         h = layer(h, batch.edge_index, batch.edge_type, users, batch.edge_sample)
@@ -29,7 +38,22 @@ def test_batched_neighbourhoods_equal_full_graph_per_user():
     assert batch.node_ids.numel() < 2 * n  # smaller than encoding the full graph for both samples
 
 
-def test_all_empty_contexts():
+@pytest.mark.parametrize("kind", ["k_hop_subgraph", "in_edge_index"])
+def test_all_empty_contexts(kind):
     ei, et = tiny_graph()
-    batch = batch_neighbourhoods([[], []], ei, et, num_hops=1, num_nodes=5)
+    batch = _extract(kind, [[], []], ei, et, 1, 5)
     assert batch.node_ids.numel() == 0 and batch.edge_index.shape == (2, 0) and not batch.context_mask.any()
+
+
+def test_in_edge_index_takes_only_the_needed_edges():
+    # 0 → 1 → 2 and 3 → 2: one hop around {2} needs the edges into 2 only, two hops also 0 → 1.
+    ei = torch.tensor([[0, 1, 3], [1, 2, 2]])
+    et = torch.tensor([0, 1, 0])
+    index = InEdgeIndex(ei, et, 4)
+    one = index.batch([[2]], 1)
+    assert sorted(one.node_ids[one.edge_index[0]].tolist()) == [1, 3]
+    two = index.batch([[2], [1]], 2)
+    pairs = {(int(two.edge_sample[i]), int(two.node_ids[two.edge_index[0, i]]), int(two.node_ids[two.edge_index[1, i]]))
+             for i in range(two.edge_index.size(1))}
+    assert pairs == {(0, 1, 2), (0, 3, 2), (0, 0, 1), (1, 0, 1)}
+    assert two.node_ids[two.context_index[1, 0]] == 1

@@ -1,0 +1,205 @@
+"""Recommendation examples of one split part, as tensors the models and the evaluator read.
+
+    kg = KnowledgeGraph.from_dataset(ds)
+    parts = rec_parts(ds, split="user", fold=3)        # {"train": RecExamples, "valid": ..., "test": ...}
+    for batch in parts["train"].batches(64, shuffle=True, generator=g):
+        scores = model(batch)                           # (B, n_items)
+
+Which samples form each part (the fairness rule of :mod:`ccrs.data.splits`):
+
+* ``user`` split: train = every conversation of the train users **plus the support conversations of
+  the valid/test users**; valid/test = the **query** conversations of the valid/test users. A plain
+  model thus sees exactly what a meta-learned model sees, and both are scored on the same samples.
+* ``standard`` split: the CRSLab train/valid/test conversations.
+
+Users are numbered from 1 in order of user id over the users that have training conversations;
+index 0 is the cold-start user (any user with no training conversation, see
+:class:`~ccrs.models.recommender.Recommender`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch import Tensor
+
+from ccrs.data import splits as splits_mod
+from ccrs.data.dataset import PreparedDataset
+
+COLD_START_USER = 0
+
+
+@dataclass
+class KnowledgeGraph:
+    """The prepared KG as tensors: ``edge_index`` (2, E) head → tail, ``edge_type`` (E,)."""
+
+    edge_index: Tensor
+    edge_type: Tensor
+    num_entities: int
+    num_relations: int
+    item_entity_ids: Tensor  # (n_items,) entity id of item index i
+    entity_names: list[str]
+
+    @classmethod
+    def from_dataset(cls, ds: PreparedDataset) -> KnowledgeGraph:
+        edges, entities = ds.table("kg_edges"), ds.table("entities")
+        ei = np.stack([edges.column("head").to_numpy(), edges.column("tail").to_numpy()])
+        item_index = entities.column("item_index").to_numpy()
+        ids = entities.column("id").to_numpy()
+        items = np.full(int((item_index >= 0).sum()), -1, dtype=np.int64)
+        items[item_index[item_index >= 0]] = ids[item_index >= 0]
+        return cls(
+            edge_index=torch.from_numpy(ei.astype(np.int64)),
+            edge_type=torch.from_numpy(edges.column("relation").to_numpy().astype(np.int64)),
+            num_entities=len(entities),
+            num_relations=len(ds.table("relations")),
+            item_entity_ids=torch.from_numpy(items),
+            entity_names=entities.column("name").to_pylist(),
+        )
+
+    @property
+    def num_items(self) -> int:
+        return int(self.item_entity_ids.numel())
+
+    def entity_to_item(self) -> Tensor:
+        """(num_entities,) item index of each entity, -1 for non-items."""
+        out = torch.full((self.num_entities,), -1, dtype=torch.long)
+        out[self.item_entity_ids] = torch.arange(self.num_items)
+        return out
+
+
+@dataclass
+class RecBatch:
+    """A padded batch. ``context`` keeps the most recent ``max_context_entities`` mentions."""
+
+    sample_ids: Tensor  # (B,)
+    labels: Tensor  # (B,) item index of the target
+    users: Tensor  # (B,) user index (0 = cold start)
+    context: Tensor  # (B, m) entity ids, 0-padded
+    context_turns: Tensor  # (B, m) turn where each entity was last mentioned
+    context_mask: Tensor  # (B, m) bool
+    current_turn: Tensor  # (B,) turn index of the recommender turn being predicted
+    label_in_context: Tensor  # (B,) bool
+
+    def context_lists(self) -> list[list[int]]:
+        return [row[mask].tolist() for row, mask in zip(self.context, self.context_mask, strict=True)]
+
+    def to(self, device) -> RecBatch:
+        return RecBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+class RecExamples:
+    """All samples of one part, stored flat (offsets into a concatenated context array)."""
+
+    def __init__(
+        self,
+        samples: pa.Table,
+        entity_to_item: Tensor,
+        user_index: dict[int, int],
+        max_context_entities: int,
+    ) -> None:
+        self.sample_ids = torch.from_numpy(samples.column("sample_id").to_numpy().astype(np.int64))
+        label_entities = torch.from_numpy(samples.column("label").to_numpy().astype(np.int64))
+        self.labels = entity_to_item[label_entities]
+        if (self.labels < 0).any():
+            bad = int(label_entities[self.labels < 0][0])
+            raise ValueError(f"rec_samples label entity {bad} is not an item")
+        self.label_entities = label_entities
+        self.users = torch.tensor(
+            [user_index.get(u, COLD_START_USER) for u in samples.column("user_id").to_pylist()], dtype=torch.long
+        )
+        self.user_ids = samples.column("user_id").to_pylist()
+        self.conversation_ids = samples.column("conversation_id").to_pylist()
+        self.current_turn = torch.from_numpy(samples.column("turn_index").to_numpy().astype(np.int64))
+        self.label_in_context = torch.from_numpy(samples.column("label_in_context").to_numpy(zero_copy_only=False))
+        ctx = samples.column("context_entity_ids").combine_chunks()
+        turns = samples.column("context_entity_turns").combine_chunks()
+        self._offsets = torch.from_numpy(ctx.offsets.to_numpy().astype(np.int64))
+        self._ctx = torch.from_numpy(ctx.values.to_numpy().astype(np.int64))
+        self._turns = torch.from_numpy(turns.values.to_numpy().astype(np.int64))
+        self.max_context_entities = max_context_entities
+
+    def __len__(self) -> int:
+        return int(self.sample_ids.numel())
+
+    def context_of(self, i: int) -> tuple[Tensor, Tensor]:
+        lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
+        lo = max(lo, hi - self.max_context_entities)  # keep the latest mentions
+        return self._ctx[lo:hi], self._turns[lo:hi]
+
+    def batch(self, index: Tensor) -> RecBatch:
+        ctxs = [self.context_of(int(i)) for i in index]
+        m = max([c.numel() for c, _ in ctxs] + [1])
+        context = torch.zeros(len(ctxs), m, dtype=torch.long)
+        turns = torch.zeros(len(ctxs), m, dtype=torch.long)
+        mask = torch.zeros(len(ctxs), m, dtype=torch.bool)
+        for b, (c, t) in enumerate(ctxs):
+            context[b, : c.numel()], turns[b, : c.numel()], mask[b, : c.numel()] = c, t, True
+        return RecBatch(
+            sample_ids=self.sample_ids[index],
+            labels=self.labels[index],
+            users=self.users[index],
+            context=context,
+            context_turns=turns,
+            context_mask=mask,
+            current_turn=self.current_turn[index],
+            label_in_context=self.label_in_context[index],
+        )
+
+    def batches(
+        self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[RecBatch]:
+        order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
+        for lo in range(0, len(self), batch_size):
+            yield self.batch(order[lo : lo + batch_size])
+
+    def subset(self, mask: Tensor) -> Tensor:
+        """Indices of the samples where ``mask`` holds (e.g. ``~label_in_context`` for dedup)."""
+        return torch.nonzero(mask, as_tuple=False).flatten()
+
+
+def part_of_conversations(ds: PreparedDataset, split: str, fold: int | None = None) -> dict[str, str]:
+    """``{conversation_id: train|valid|test}`` after the fairness rule (module docstring)."""
+    by_split = ds.conversation_splits(split, fold)
+    if split == "standard":
+        return by_split
+    parts = ds.conversation_parts()
+    return {c: splits_mod.user_split_roles(s, parts.get(c, "support")) for c, s in by_split.items()}
+
+
+def build_user_index(samples: pa.Table, conv_part: dict[str, str]) -> dict[int, int]:
+    """Users with at least one training sample → 1..n (0 is the cold-start user)."""
+    users = {
+        u
+        for u, c in zip(samples.column("user_id").to_pylist(), samples.column("conversation_id").to_pylist(), strict=True)
+        if conv_part.get(c) == "train"
+    }
+    return {u: i + 1 for i, u in enumerate(sorted(users))}
+
+
+def rec_parts(
+    ds: PreparedDataset,
+    split: str = "user",
+    fold: int | None = None,
+    max_context_entities: int = 64,
+    kg: KnowledgeGraph | None = None,
+    user_index: dict[int, int] | None = None,
+) -> tuple[dict[str, RecExamples], dict[int, int]]:
+    """``({train, valid, test}: RecExamples, user_index)`` for one split (and fold for ``user``)."""
+    kg = kg or KnowledgeGraph.from_dataset(ds)
+    samples = ds.table("rec_samples")
+    conv_part = part_of_conversations(ds, split, fold)
+    if user_index is None:
+        user_index = build_user_index(samples, conv_part)
+    part_col = pa.array([conv_part.get(c, "none") for c in samples.column("conversation_id").to_pylist()])
+    e2i = kg.entity_to_item()
+    out = {}
+    for part in ("train", "valid", "test"):
+        sel = samples.filter(pc.equal(part_col, part))
+        out[part] = RecExamples(sel, e2i, user_index, max_context_entities)
+    return out, user_index

@@ -1,0 +1,1 @@
+"""Experiment grids that produce the result tables (plain library code; no Ray)."""

@@ -1,0 +1,1 @@
+"""Training loops (plain PyTorch; the Ray Train drivers in ``ray_jobs/`` wrap these)."""

@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from ccrs.cli import main
+from ccrs.train import rec_trainer
+
+SMALL = ["recommender.entity_dim=16", "recommender.user_dim=8", "rec_train.max_epochs=1", "rec_train.batch_size=64"]
+
+
+def test_table_pools_folds_averages_seeds_and_resumes(synth_prepared, tmp_path, monkeypatch, capsys):
+    runs, save = tmp_path / "runs", tmp_path / "results" / "rec_plain"
+    argv = ["eval", "rec", "--prepared", synth_prepared, "--runs", str(runs), "--models", "popularity,kbrd,ccrs",
+            "--folds", "0-1", "--seeds", "0,1", "--resamples", "200", "--jobs", "2", "--save", str(save), *SMALL]
+    assert main(argv) == 0
+    report = json.loads(save.with_suffix(".json").read_text())
+    user, standard = report["table"]["user"], report["table"]["standard"]
+    for model in ("popularity", "kbrd", "ccrs"):
+        folds = [report["runs"][f"user/{model}/fold{f}"]["test"]["all"]["count"] for f in (0, 1)]
+        assert user["all"][model]["metrics"]["count"] == sum(folds)  # pooled over folds
+        assert user["all"][model]["spread"]["hit@10"]["n"] == 2
+        seeds = [report["runs"][f"standard/{model}/seed{s}"]["test"]["all"]["ndcg@10"] for s in (0, 1)]
+        assert standard["all"][model]["metrics"]["ndcg@10"] == pytest.approx(sum(seeds) / 2)
+        assert user["dedup"][model]["metrics"]["count"] <= user["all"][model]["metrics"]["count"]
+    # popularity does not depend on the seed
+    assert standard["all"]["popularity"]["spread"]["ndcg@10"]["std"] == 0
+    tests = {(t["split"], t["variant"], t["metric"]) for t in report["significance"]}
+    assert ("user", "all", "ndcg@10") in tests and ("standard", "dedup", "hit@50") in tests
+    md = save.with_suffix(".md").read_text()
+    assert "| ccrs |" in md and "Paired significance" in md and "ccrs eval rec" in md
+    # rerunning reuses every finished run
+    monkeypatch.setattr(rec_trainer, "_fit", lambda *a, **k: pytest.fail("a finished run was retrained"))
+    argv[argv.index("--jobs") + 1] = "1"
+    assert main(argv) == 0
+    assert json.loads(save.with_suffix(".json").read_text())["table"] == report["table"]
+
+
+def test_bad_arguments_are_rejected(synth_prepared, tmp_path, capsys):
+    base = ["eval", "rec", "--prepared", synth_prepared, "--runs", str(tmp_path)]
+    assert main([*base, "--models", "ccrs,nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main([*base, "--models", "ccrs", "--compare", "ccrs:kbrd"]) == 2
+    assert main([*base, "--folds", "zero"]) == 2
+    assert main([*base, "--splits", "random"]) == 2

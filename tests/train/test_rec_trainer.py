@@ -1,0 +1,92 @@
+import json
+
+import pytest
+import torch
+
+from ccrs import storage
+from ccrs.config import load_config
+from ccrs.data.dataset import PreparedDataset
+from ccrs.data.rec_examples import KnowledgeGraph, rec_parts
+from ccrs.eval.rec_evaluator import RecPredictions, predict
+from ccrs.models import build_recommender
+from ccrs.train import rec_trainer
+from ccrs.train.checkpoint import CheckpointError, load_checkpoint
+from ccrs.train.rec_trainer import train_recommender
+
+SMALL = ["recommender.entity_dim=16", "recommender.user_dim=8", "rec_train.batch_size=32", "rec_train.patience=5"]
+
+
+def _cfg(*extra):
+    return load_config(None, [*SMALL, *extra])
+
+
+def test_train_selects_restores_and_saves_everything(synth_prepared, tmp_path):
+    out = tmp_path / "run"
+    cfg = _cfg("rec_train.max_epochs=3", "rec_train.lr=0.01")
+    result = train_recommender(cfg, synth_prepared, "user", 0, str(out), progress=False)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    best = max(result.history, key=lambda h: h["valid"]["ndcg@10"])
+    assert result.best_epoch == best["epoch"]
+    assert result.valid["all"]["ndcg@10"] == pytest.approx(best["valid"]["ndcg@10"])  # best epoch restored
+    for name in ("best.pt", "last.pt", "valid_predictions.parquet", "test_metrics.json", "result.json"):
+        assert (out / name).is_file(), name
+    # the saved test predictions come from the best checkpoint
+    ckpt = load_checkpoint(str(out / "best.pt"))
+    assert ckpt["epoch"] == result.best_epoch
+    ds = PreparedDataset.open(synth_prepared)
+    kg = KnowledgeGraph.from_dataset(ds)
+    parts, users = rec_parts(ds, "user", 0, 64, kg)
+    assert dict(zip(ckpt["user_ids"], ckpt["user_rows"], strict=True)) == users
+    model = build_recommender(cfg.recommender, kg, len(users))
+    model.load_state_dict(ckpt["state_dict"])
+    saved = RecPredictions.from_table(storage.read_parquet(storage.resolve(str(out / "test_predictions.parquet"))))
+    assert torch.equal(predict(model, parts["test"]).ranks, saved.ranks)
+
+
+def test_finished_run_is_not_redone(synth_prepared, tmp_path, monkeypatch):
+    out = str(tmp_path / "run")
+    first = train_recommender(_cfg("rec_train.max_epochs=1"), synth_prepared, "user", 0, out, progress=False)
+    monkeypatch.setattr(rec_trainer, "_fit", lambda *a, **k: pytest.fail("retrained a finished run"))
+    again = train_recommender(_cfg("rec_train.max_epochs=1"), synth_prepared, "user", 0, out, progress=False)
+    assert again.to_dict() == json.loads(json.dumps(first.to_dict()))
+
+
+def test_killed_run_resumes_from_its_last_epoch(synth_prepared, tmp_path, monkeypatch):
+    out = str(tmp_path / "run")
+    cfg = _cfg("rec_train.max_epochs=3")
+    real_predict, calls = rec_trainer.predict, []
+
+    def crash_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed (injected)")
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(rec_trainer, "predict", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_recommender(cfg, synth_prepared, "user", 0, out, progress=False)
+    monkeypatch.undo()
+    partial = load_checkpoint(out + "/last.pt")
+    assert partial["epoch"] == 2 and not (tmp_path / "run" / "result.json").exists()
+    resumed = train_recommender(cfg, synth_prepared, "user", 0, out, progress=False)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert resumed.history[:2] == partial["history"]
+    # same numbers as an uninterrupted run with the same seed
+    straight = train_recommender(cfg, synth_prepared, "user", 0, str(tmp_path / "straight"), progress=False)
+    assert [h["train_loss"] for h in straight.history] == pytest.approx([h["train_loss"] for h in resumed.history])
+
+
+@pytest.mark.parametrize("variant", ["popularity", "repeat_context"])
+def test_baselines_need_no_training(synth_prepared, tmp_path, variant):
+    result = train_recommender(_cfg(f"recommender.variant={variant}"), synth_prepared, "standard", None,
+                               str(tmp_path / variant), progress=False)
+    assert result.epochs_run == 0 and result.fold is None and result.test["all"]["count"] > 0
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_checkpoint(str(tmp_path / "bad.pt"))
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(str(tmp_path / "missing.pt"))
