@@ -139,8 +139,8 @@ def _cmd_train_rec(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_rec(args: argparse.Namespace) -> int:
-    from ccrs.experiments.rec_table import format_markdown, run_grid, run_specs, write_report
     from ccrs.experiments.rec_table import aggregate as aggregate_runs
+    from ccrs.experiments.rec_table import format_markdown, run_grid, run_specs, write_report
 
     cfg = load_config(args.config, args.overrides)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -156,12 +156,20 @@ def _cmd_eval_rec(args: argparse.Namespace) -> int:
         if a not in models or b not in models:
             raise ConfigError(f"--compare {pair!r}: both models must be in --models")
         compare.append((a, b))
+    per_model: dict[str, list[str]] = {m: [] for m in models}
+    for item in args.set:
+        model, _, override = item.partition(":")
+        if model not in per_model or "=" not in override:
+            raise ConfigError(f"--set {item!r}: expected MODEL:KEY=VALUE with MODEL in --models")
+        per_model[model].append(override)
+    configs = {m: load_config(args.config, [*args.overrides, *o]) for m, o in per_model.items()}
     specs = run_specs(models, splits, _parse_ints(args.folds, "--folds"), _parse_ints(args.seeds, "--seeds"), cfg.seed)
-    results = run_grid(cfg, args.prepared, args.runs, specs, jobs=args.jobs, progress=not args.quiet)
+    results = run_grid(configs, args.prepared, args.runs, specs, jobs=args.jobs, progress=not args.quiet)
     report = aggregate_runs(results, compare, n_resamples=args.resamples)
     report["title"] = "Recommendation, plain (non-meta) training"
     report["command"] = args.command_line or "ccrs " + shlex.join(args.argv)
     report["config"] = cfg.to_dict()
+    report["model_overrides"] = {m: o for m, o in per_model.items() if o}
     report["runs"] = {f"{s.split}/{s.model}/{s.key}": {k: v for k, v in r.items() if k != "history"}
                       for s, r in results.items()}
     print(format_markdown(report))
@@ -241,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", default="0-9", help="user-split test folds, e.g. 0-9 or 0,3")
     p.add_argument("--seeds", default="0,1,2", help="standard-split seeds")
     p.add_argument("--compare", default="ccrs:kbrd", help="paired tests A:B[,C:D]")
+    p.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                   help="a config override for one model only, e.g. kbrd:rec_train.lr=0.003 (repeatable)")
     p.add_argument("--resamples", type=int, default=10_000, help="sign-flip permutations per test")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (threads split between them)")
     p.add_argument("--save", help="write <SAVE>.json and <SAVE>.md")

@@ -77,6 +77,9 @@ class RecommenderConfig:
     max_context_entities: int = 64
     max_turns: int = 64
     n_bases: int = 8  # RGCN basis decomposition (kbrd variant)
+    #: γ_0 in γ = γ_0 + Vec(A_r^i) W_u U_id (Eq. 2); the paper's form is 0, which starts training at
+    #: a saddle (see ccrs/nn/user_relational_conv.py); 1 starts from plain relation-aware attention.
+    gamma_offset: float = 1.0
     #: Turn index embedded by the turn encoder (Eq. 7): ``recency`` (t - t_j) or ``absolute`` (t_j).
     turn_mode: str = "recency"
     #: √d of Eq. 2: ``head`` (per-head dim) or ``model`` (full d).
@@ -85,6 +88,8 @@ class RecommenderConfig:
     #: and free), ``encoder`` (a user-independent full-KG pass: kbrd only, as CRSLab), ``auto``
     #: (``encoder`` for kbrd, ``embedding`` otherwise).
     item_table: str = "auto"
+    #: A learned linear map W_p on p_u before scoring: ŷ = (W_p p_u) H̃ᵀ (see ccrs/models/recommender.py).
+    score_projection: bool = False
     #: A learned per-item bias added to the scores (CRSLab's ``rec_bias``).
     item_bias: bool = True
     #: Probability of replacing a training sample's user by the cold-start user (index 0), so the

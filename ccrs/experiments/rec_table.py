@@ -72,11 +72,15 @@ def _run_one(spec: RunSpec, cfg_dict: dict, prepared: str, run_dir: str, threads
 
 
 def run_grid(
-    cfg: CCRSConfig, prepared: str, runs: str, specs: list[RunSpec], jobs: int = 1, progress: bool = True
+    cfg: CCRSConfig | dict[str, CCRSConfig], prepared: str, runs: str, specs: list[RunSpec], jobs: int = 1,
+    progress: bool = True,
 ) -> dict[RunSpec, dict]:
-    """Train/evaluate every spec (finished runs are read back, not redone); one line per finished run."""
+    """Train/evaluate every spec (finished runs are read back, not redone); one line per finished run.
+
+    ``cfg`` is one config for every model or ``{model: config}`` (per-model hyperparameters).
+    """
     root = storage.resolve(runs)
-    cfg_dict = cfg.to_dict()
+    per_model = {s.model: (cfg[s.model] if isinstance(cfg, dict) else cfg).to_dict() for s in specs}
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     results: dict[RunSpec, dict] = {}
     t0 = time.perf_counter()
@@ -92,10 +96,10 @@ def run_grid(
     dirs = {s: root.child(s.split, s.model, s.key).uri for s in specs}
     if jobs <= 1:
         for spec in specs:
-            report(spec, _run_one(spec, cfg_dict, prepared, dirs[spec], threads, progress))
+            report(spec, _run_one(spec, per_model[spec.model], prepared, dirs[spec], threads, progress))
         return results
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_run_one, s, cfg_dict, prepared, dirs[s], threads, False): s for s in specs}
+        futures = {pool.submit(_run_one, s, per_model[s.model], prepared, dirs[s], threads, False): s for s in specs}
         for fut in as_completed(futures):
             report(futures[fut], fut.result())
     return {s: results[s] for s in specs}

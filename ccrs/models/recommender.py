@@ -45,7 +45,6 @@ from torch_geometric.nn import RGCNConv
 
 from ccrs.config import RecommenderConfig
 from ccrs.data.rec_examples import COLD_START_USER, KnowledgeGraph, RecBatch
-from ccrs.nn.attention_pool import AttentionWeights
 from ccrs.nn.intention_encoder import IntentionEncoder
 from ccrs.nn.neighbourhood import InEdgeIndex, NeighbourhoodBatch
 from ccrs.nn.turn_encoder import TurnEncoder
@@ -80,11 +79,13 @@ class Recommender(nn.Module):
             )
         else:
             self.encoder = nn.ModuleList(
-                UserRelationalConv(d, kg.num_relations, cfg.user_dim, heads=cfg.n_heads, scale_by=cfg.attention_scale)
+                UserRelationalConv(d, kg.num_relations, cfg.user_dim, heads=cfg.n_heads, scale_by=cfg.attention_scale,
+                                   gamma_offset=cfg.gamma_offset)
                 for _ in range(cfg.n_layers)
             )
         self.turn_encoder = TurnEncoder(d, cfg.max_turns, cfg.turn_mode) if self.variant == "ccrs" else None
         self.intention = IntentionEncoder(d)
+        self.score_proj = nn.Linear(d, d, bias=False) if cfg.score_projection else None
         self.item_bias = nn.Parameter(torch.zeros(kg.num_items)) if cfg.item_bias else None
         self.dropout = nn.Dropout(cfg.dropout)
         self._in_edges: InEdgeIndex | None = None
@@ -185,6 +186,8 @@ class Recommender(nn.Module):
     def forward(self, batch: RecBatch, nb: NeighbourhoodBatch | None = None) -> Tensor:
         """Scores over all items (B, n_items): p_u H̃ᵀ (+ item bias) — Eq. 8."""
         p_u, items = self._intention(batch, nb)
+        if self.score_proj is not None:
+            p_u = self.score_proj(p_u)
         scores = IntentionEncoder.score(p_u, self.item_table(items))
         if self.item_bias is not None:
             scores = scores + self.item_bias

@@ -14,6 +14,9 @@ Lifecycle, each step restartable:
 3. **select**: the best checkpoint is restored (CRSLab tests the last epoch instead; we do not).
 4. **test** once, on valid and test: per-sample predictions + metrics (all / dedup) are written.
 5. **done marker**: ``result.json`` is written last; a run whose directory has it is not redone.
+
+``run.json`` (config, split, fold) is written first: a directory holding a run with another
+configuration is refused, never silently reused or resumed.
 """
 
 from __future__ import annotations
@@ -78,6 +81,24 @@ def checkpoint_payload(model, cfg: CCRSConfig, user_index: dict[int, int], extra
     }
 
 
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [f"{prefix.rstrip('.')}: {b!r} there, {a!r} now"]
+
+
+def _check_same_run(out_loc: storage.Location, run_key: dict) -> None:
+    """Refuse to resume or reuse a run directory that holds a run of another config/split/fold."""
+    key_loc = out_loc.child("run.json")
+    if storage.exists(key_loc):
+        diffs = _diff(run_key, json.loads(storage.read_bytes(key_loc)))
+        if diffs:
+            raise ValueError(f"{out_loc.uri} holds a different run ({'; '.join(diffs[:5])}); "
+                             "choose another --out / --runs directory")
+    else:
+        storage.write_bytes(key_loc, json.dumps(run_key, indent=2).encode())
+
+
 def train_recommender(
     cfg: CCRSConfig,
     prepared: str | PreparedDataset,
@@ -88,12 +109,18 @@ def train_recommender(
     device: str = "cpu",
 ) -> RecRunResult:
     out_loc = storage.resolve(out) if out else None
-    if out_loc is not None and storage.exists(out_loc.child(RESULT)):
-        return RecRunResult(**json.loads(storage.read_bytes(out_loc.child(RESULT))))
+    if split == "user" and fold is None:
+        ds = prepared if isinstance(prepared, PreparedDataset) else PreparedDataset.open(prepared)
+        fold = ds.manifest["config"]["fold"]
+    fold = fold if split == "user" else None
+    run_key = {"config": cfg.to_dict(), "split": split, "fold": fold}
+    if out_loc is not None:
+        _check_same_run(out_loc, run_key)
+        if storage.exists(out_loc.child(RESULT)):
+            return RecRunResult(**json.loads(storage.read_bytes(out_loc.child(RESULT)))["result"])
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
     ds = prepared if isinstance(prepared, PreparedDataset) else PreparedDataset.open(prepared)
-    fold = (ds.manifest["config"]["fold"] if fold is None else fold) if split == "user" else None
     kg = KnowledgeGraph.from_dataset(ds)
     parts, user_index = rec_parts(ds, split, fold, cfg.recommender.max_context_entities, kg)
     if len(parts["train"]) == 0 or len(parts["valid"]) == 0:
@@ -126,7 +153,7 @@ def train_recommender(
         out=out_loc.uri if out_loc else "",
     )
     if out_loc is not None:
-        storage.write_bytes(out_loc.child(RESULT), json.dumps(result.to_dict(), indent=2).encode())
+        storage.write_bytes(out_loc.child(RESULT), json.dumps({**run_key, "result": result.to_dict()}, indent=2).encode())
     return result
 
 

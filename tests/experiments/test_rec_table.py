@@ -11,7 +11,8 @@ SMALL = ["recommender.entity_dim=16", "recommender.user_dim=8", "rec_train.max_e
 def test_table_pools_folds_averages_seeds_and_resumes(synth_prepared, tmp_path, monkeypatch, capsys):
     runs, save = tmp_path / "runs", tmp_path / "results" / "rec_plain"
     argv = ["eval", "rec", "--prepared", synth_prepared, "--runs", str(runs), "--models", "popularity,kbrd,ccrs",
-            "--folds", "0-1", "--seeds", "0,1", "--resamples", "200", "--jobs", "2", "--save", str(save), *SMALL]
+            "--folds", "0-1", "--seeds", "0,1", "--resamples", "200", "--jobs", "2", "--save", str(save),
+            "--set", "ccrs:rec_train.lr=0.003", *SMALL]
     assert main(argv) == 0
     report = json.loads(save.with_suffix(".json").read_text())
     user, standard = report["table"]["user"], report["table"]["standard"]
@@ -22,6 +23,9 @@ def test_table_pools_folds_averages_seeds_and_resumes(synth_prepared, tmp_path, 
         seeds = [report["runs"][f"standard/{model}/seed{s}"]["test"]["all"]["ndcg@10"] for s in (0, 1)]
         assert standard["all"][model]["metrics"]["ndcg@10"] == pytest.approx(sum(seeds) / 2)
         assert user["dedup"][model]["metrics"]["count"] <= user["all"][model]["metrics"]["count"]
+    assert report["model_overrides"] == {"ccrs": ["rec_train.lr=0.003"]}
+    run_cfg = json.loads((runs / "user" / "ccrs" / "fold0" / "run.json").read_text())["config"]
+    assert run_cfg["rec_train"]["lr"] == 0.003 and run_cfg["recommender"]["entity_dim"] == 16
     # popularity does not depend on the seed
     assert standard["all"]["popularity"]["spread"]["ndcg@10"]["std"] == 0
     tests = {(t["split"], t["variant"], t["metric"]) for t in report["significance"]}
@@ -42,3 +46,5 @@ def test_bad_arguments_are_rejected(synth_prepared, tmp_path, capsys):
     assert main([*base, "--models", "ccrs", "--compare", "ccrs:kbrd"]) == 2
     assert main([*base, "--folds", "zero"]) == 2
     assert main([*base, "--splits", "random"]) == 2
+    assert main([*base, "--models", "ccrs", "--set", "kbrd:rec_train.lr=0.1"]) == 2
+    assert main([*base, "--models", "ccrs", "--set", "ccrs:rec_train.nope=1"]) == 2

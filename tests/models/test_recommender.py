@@ -111,3 +111,16 @@ def test_popularity_and_repeat_context_rankings():
     # mentions: entity 4 (item 3) at turn 1, entity 0 (not an item) at turn 2, entity 2 (item 1) at turn 3
     scores = rep(_toy_batch([[4, 0, 2]], [[1, 2, 3]], [0]))[0]
     assert scores.argsort(descending=True).tolist() == [1, 3, 2, 0]  # recent mention, older mention, popularity
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_ccrs_item_table_is_the_population_users_full_graph_encoding(data, layers):
+    kg, parts, users = data
+    torch.manual_seed(0)
+    cfg = RecommenderConfig(variant="ccrs", entity_dim=16, user_dim=8, n_layers=layers, item_table="encoder")
+    model = Recommender(cfg, kg, len(users)).eval()
+    full = model.entity_embedding.weight
+    cold = model.user_embedding.weight[COLD_START_USER : COLD_START_USER + 1]
+    for conv in model.encoder:  # the whole KG, every edge with the cold-start user
+        full = conv(full, kg.edge_index, kg.edge_type, cold, torch.zeros_like(kg.edge_type))
+    assert torch.allclose(model.item_table(), full[kg.item_entity_ids], atol=1e-5)

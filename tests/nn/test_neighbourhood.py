@@ -1,8 +1,7 @@
+import pytest
 import torch
 
 from ccrs.nn import UserRelationalConv
-import pytest
-
 from ccrs.nn.neighbourhood import InEdgeIndex, batch_neighbourhoods
 from tests.nn.test_user_relational_conv import tiny_graph
 

@@ -70,7 +70,7 @@ def dense_reference(layer, x, edge_index, edge_type, user):
             for e in nbrs:
                 s, r = edge_index[0, e].item(), edge_type[e].item()
                 a = layer.rel_att[r, i]
-                gamma = a.reshape(-1) @ wu  # Vec(A_r^i) W_u U_id
+                gamma = layer.gamma_offset + a.reshape(-1) @ wu  # γ_0 + Vec(A_r^i) W_u U_id
                 scores.append(ws[sl, s] @ a @ wt[sl, t] * gamma / math.sqrt(dh))  # Eq. 2
                 msgs.append(layer.rel_msg[r, i] @ wm[sl, s])  # Eq. 4
             if nbrs:
@@ -79,7 +79,10 @@ def dense_reference(layer, x, edge_index, edge_type, user):
     return F.gelu(out @ layer.lin_out.weight.T + layer.lin_out.bias) + x  # Eq. 6
 
 
-def test_equals_dense_computation_on_5_nodes(layer):
+@pytest.mark.parametrize("gamma_offset", [0.0, 1.0])  # the paper's γ (0) and the default (1)
+def test_equals_dense_computation_on_5_nodes(gamma_offset):
+    torch.manual_seed(0)
+    layer = UserRelationalConv(dim=8, num_relations=3, user_dim=6, heads=2, gamma_offset=gamma_offset)
     ei, et = tiny_graph(extra_edges=9)
     x = torch.randn(5, 8)
     user = torch.randn(6)

@@ -90,3 +90,13 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
         load_checkpoint(str(tmp_path / "bad.pt"))
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_checkpoint(str(tmp_path / "missing.pt"))
+
+
+def test_a_run_directory_of_another_config_is_refused(synth_prepared, tmp_path):
+    out = str(tmp_path / "run")
+    train_recommender(_cfg("rec_train.max_epochs=1"), synth_prepared, "user", 0, out, progress=False)
+    with pytest.raises(ValueError, match="rec_train.lr"):
+        train_recommender(_cfg("rec_train.max_epochs=1", "rec_train.lr=0.5"), synth_prepared, "user", 0, out,
+                          progress=False)
+    with pytest.raises(ValueError, match="fold"):
+        train_recommender(_cfg("rec_train.max_epochs=1"), synth_prepared, "user", 1, out, progress=False)
