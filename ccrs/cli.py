@@ -165,8 +165,8 @@ def _cmd_eval_rec(args: argparse.Namespace) -> int:
     configs = {m: load_config(args.config, [*args.overrides, *o]) for m, o in per_model.items()}
     specs = run_specs(models, splits, _parse_ints(args.folds, "--folds"), _parse_ints(args.seeds, "--seeds"), cfg.seed)
     results = run_grid(configs, args.prepared, args.runs, specs, jobs=args.jobs, progress=not args.quiet)
-    report = aggregate_runs(results, compare, n_resamples=args.resamples)
-    report["title"] = "Recommendation, plain (non-meta) training"
+    report = aggregate_runs(results, compare, n_resamples=args.resamples, part=args.part)
+    report["title"] = "Recommendation, plain (non-meta) training" + (" — VALID split" if args.part == "valid" else "")
     report["command"] = args.command_line or "ccrs " + shlex.join(args.argv)
     report["config"] = cfg.to_dict()
     report["model_overrides"] = {m: o for m, o in per_model.items() if o}
@@ -251,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", default="ccrs:kbrd", help="paired tests A:B[,C:D]")
     p.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
                    help="a config override for one model only, e.g. kbrd:rec_train.lr=0.003 (repeatable)")
+    p.add_argument("--part", default="test", choices=["test", "valid"],
+                   help="which predictions the table reports (valid: for choosing hyperparameters)")
     p.add_argument("--resamples", type=int, default=10_000, help="sign-flip permutations per test")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (threads split between them)")
     p.add_argument("--save", help="write <SAVE>.json and <SAVE>.md")

@@ -105,8 +105,8 @@ def run_grid(
     return {s: results[s] for s in specs}
 
 
-def _load_predictions(run_dir: str) -> RecPredictions:
-    return RecPredictions.from_table(storage.read_parquet(storage.resolve(run_dir).child("test_predictions.parquet")))
+def _load_predictions(run_dir: str, part: str = "test") -> RecPredictions:
+    return RecPredictions.from_table(storage.read_parquet(storage.resolve(run_dir).child(f"{part}_predictions.parquet")))
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -115,15 +115,20 @@ def _spread(values: list[float]) -> dict[str, float]:
             "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
 
 
-def aggregate(results: dict[RunSpec, dict], compare: list[tuple[str, str]], n_resamples: int = 10_000) -> dict:
-    """Pooled / averaged metrics per (split, variant, model) and paired tests (module docstring)."""
+def aggregate(
+    results: dict[RunSpec, dict], compare: list[tuple[str, str]], n_resamples: int = 10_000, part: str = "test"
+) -> dict:
+    """Pooled / averaged metrics per (split, variant, model) and paired tests (module docstring).
+
+    ``part="valid"`` aggregates the valid predictions instead (for choosing hyperparameters).
+    """
     by_split_model: dict[tuple[str, str], list[RunSpec]] = defaultdict(list)
     for spec in results:
         by_split_model[(spec.split, spec.model)].append(spec)
     table: dict[str, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
     per_sample: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
     for (split, model), specs in by_split_model.items():  # in the order the runs were listed
-        preds = [(s, _load_predictions(results[s]["out"])) for s in specs]
+        preds = [(s, _load_predictions(results[s]["out"], part)) for s in specs]
         for variant in ("all", "dedup"):
             sel = [(s, p.ranks[~p.label_in_context] if variant == "dedup" else p.ranks,
                     p.sample_ids[~p.label_in_context] if variant == "dedup" else p.sample_ids) for s, p in preds]
@@ -156,7 +161,7 @@ def aggregate(results: dict[RunSpec, dict], compare: list[tuple[str, str]], n_re
                 for m in TEST_METRICS:
                     tests.append({"split": split, "variant": variant, "a": a, "b": b, "metric": m,
                                   **paired_test(pa_[m], pb[m], n_resamples=n_resamples)})
-    return {"table": json.loads(json.dumps(table)), "significance": tests}
+    return {"part": part, "table": json.loads(json.dumps(table)), "significance": tests}
 
 
 def format_markdown(report: dict) -> str:
@@ -165,7 +170,8 @@ def format_markdown(report: dict) -> str:
         lines += ["Regenerate with:", "", "```", report["command"], "```", ""]
     for split, variants in report["table"].items():
         for variant, models in variants.items():
-            what = "pooled test samples of all folds; ± = std of the per-fold values" if split == "user" else \
+            what = f"pooled {report.get('part', 'test')} samples of all folds; ± = std of the per-fold values" \
+                if split == "user" else \
                 "mean ± std over seeds"
             lines += [f"## {split} split, {'all samples' if variant == 'all' else 'dedup (label not mentioned before)'}",
                       "", f"({what}; n = samples per evaluation)", "",

@@ -173,14 +173,21 @@ class Recommender(nn.Module):
         return self._population_item_states()
 
     def _population_item_states(self) -> Tensor:
-        """Items encoded by the user-guided layers for the cold-start (population) user: (n_items, d)."""
+        """Items encoded by the user-guided layers for the cold-start (population) user: (n_items, d).
+
+        Runs on bipartite blocks towards the items (:meth:`InEdgeIndex.layer_blocks`), so only the
+        items' L-hop in-neighbourhood is touched and only the items' outputs are computed.
+        """
         device = self.edge_index.device
-        nb = self._in_edge_index().batch([self.item_entity_ids.tolist()], self.cfg.n_layers).to(device)
-        x = self.entity_embedding(nb.node_ids)
+        blocks = self._in_edge_index().layer_blocks(self.item_entity_ids.cpu(), self.cfg.n_layers)
         users = self.user_embedding.weight[COLD_START_USER : COLD_START_USER + 1]  # (1, user_dim)
-        for conv in self.encoder:
-            x = self.dropout(conv(x, nb.edge_index, nb.edge_type, users, nb.edge_sample))
-        return x[nb.context_index[0]]
+        x = self.entity_embedding(blocks[0][0].to(device))
+        for conv, (src, dst, ei, et) in zip(self.encoder, blocks, strict=True):
+            x_dst = x[torch.searchsorted(src.to(device), dst.to(device))]
+            edge_user = torch.zeros(et.numel(), dtype=torch.long, device=device)
+            x = self.dropout(conv((x, x_dst), ei.to(device), et.to(device), users, edge_user))
+        nodes = blocks[-1][1].to(device)
+        return x[torch.searchsorted(nodes, self.item_entity_ids)]
 
     # -- scores ---------------------------------------------------------------------------------
     def forward(self, batch: RecBatch, nb: NeighbourhoodBatch | None = None) -> Tensor:

@@ -103,23 +103,26 @@ class UserRelationalConv(MessagePassing):
 
     def forward(
         self,
-        x: Tensor,  # (N, d) entity states h^{l-1}
+        x: Tensor | tuple[Tensor, Tensor],  # (N, d) entity states h^{l-1}, or (sources, targets) for a bipartite block
         edge_index: Tensor,  # (2, E) source → target
         edge_type: Tensor,  # (E,) relation ids
         users: Tensor | None = None,  # (U, user_dim) user embeddings
         edge_user: Tensor | None = None,  # (E,) index into ``users`` of each edge's user
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        n, k, dh = x.size(0), self.heads, self.head_dim
-        target = self.lin_target(x).view(n, k, dh)  # T_i (Eq. 1)
-        source = self.lin_source(x).view(n, k, dh)  # S_i (Eq. 1)
-        value = self.lin_message(x).view(n, k, dh)  # W_i^M h (Eq. 4)
+        # A bipartite block (x_src, x_dst) computes only the targets' outputs (edge_index[1] indexes
+        # x_dst): used to encode the item table without encoding every neighbour of every item.
+        x_src, x_dst = x if isinstance(x, tuple) else (x, x)
+        n_src, n, k, dh = x_src.size(0), x_dst.size(0), self.heads, self.head_dim
+        target = self.lin_target(x_dst).view(n, k, dh)  # T_i (Eq. 1)
+        source = self.lin_source(x_src).view(n_src, k, dh)  # S_i (Eq. 1)
+        value = self.lin_message(x_src).view(n_src, k, dh)  # W_i^M h (Eq. 4)
         if self.use_user:
             if users is None or edge_user is None:
                 raise ValueError("users and edge_user are required when use_user=True")
             gamma = self.user_gamma(users)[edge_user, edge_type]  # (E, k)
         else:
-            gamma = x.new_ones(edge_type.size(0), k)
+            gamma = x_dst.new_ones(edge_type.size(0), k)
         # Edges grouped by relation (a stable sort; a no-op when already grouped), so that message()
         # works on contiguous per-relation slices; the sum over neighbours does not depend on order.
         perm = None
@@ -128,12 +131,12 @@ class UserRelationalConv(MessagePassing):
             edge_index, edge_type, gamma = edge_index[:, perm], edge_type[perm], gamma[perm]
         self._alpha: Tensor | None = None
         out = self.propagate(
-            edge_index, target=target, source=source, value=value, edge_type=edge_type, gamma=gamma, size=(n, n)
+            edge_index, target=target, source=source, value=value, edge_type=edge_type, gamma=gamma, size=(n_src, n)
         )  # (N, k, dh)
         alpha, self._alpha = self._alpha, None
         if return_attention and perm is not None:  # back to the caller's edge order
             alpha = torch.empty_like(alpha).index_copy_(0, perm, alpha)
-        h = F.gelu(self.lin_out(out.reshape(n, self.dim))) + x  # Eq. 6
+        h = F.gelu(self.lin_out(out.reshape(n, self.dim))) + x_dst  # Eq. 6
         return (h, alpha) if return_attention else h
 
     def message(

@@ -37,6 +37,11 @@ def test_table_pools_folds_averages_seeds_and_resumes(synth_prepared, tmp_path, 
     argv[argv.index("--jobs") + 1] = "1"
     assert main(argv) == 0
     assert json.loads(save.with_suffix(".json").read_text())["table"] == report["table"]
+    # the same runs, reported on valid (for choosing hyperparameters without touching test)
+    assert main([*argv, "--part", "valid"]) == 0
+    valid = json.loads(save.with_suffix(".json").read_text())
+    folds = [report["runs"][f"user/kbrd/fold{f}"]["valid"]["all"]["count"] for f in (0, 1)]
+    assert valid["part"] == "valid" and valid["table"]["user"]["all"]["kbrd"]["metrics"]["count"] == sum(folds)
 
 
 def test_bad_arguments_are_rejected(synth_prepared, tmp_path, capsys):
