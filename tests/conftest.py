@@ -76,3 +76,16 @@ def synth_prepared(synth_raw, tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("prepared") / "ds"
     prepare(synth_raw, str(out), progress=False)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3_server):
+    """One local Ray cluster per session (2 CPUs), started after the S3 server so workers see its env."""
+    import ray
+
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "60")
+    ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

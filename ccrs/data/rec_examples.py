@@ -103,6 +103,8 @@ class RecExamples:
         user_index: dict[int, int],
         max_context_entities: int,
     ) -> None:
+        self.table = samples
+        self._entity_to_item, self._user_index = entity_to_item, user_index
         self.sample_ids = torch.from_numpy(samples.column("sample_id").to_numpy().astype(np.int64))
         label_entities = torch.from_numpy(samples.column("label").to_numpy().astype(np.int64))
         self.labels = entity_to_item[label_entities]
@@ -157,6 +159,12 @@ class RecExamples:
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
         for lo in range(0, len(self), batch_size):
             yield self.batch(order[lo : lo + batch_size])
+
+    def select(self, index: Tensor | list[int]) -> RecExamples:
+        """A new ``RecExamples`` with only the samples at ``index`` (in that order)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        return RecExamples(self.table.take(pa.array(index.numpy())), self._entity_to_item, self._user_index,
+                           self.max_context_entities)
 
     def subset(self, mask: Tensor) -> Tensor:
         """Indices of the samples where ``mask`` holds (e.g. ``~label_in_context`` for dedup)."""
