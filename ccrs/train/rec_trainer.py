@@ -197,6 +197,8 @@ def _fit(model, parts, cfg: CCRSConfig, user_index, out_loc, progress: bool, dev
             bar.set_postfix(loss=f"{total / seen:.4f}")
         valid = predict(model, parts["valid"], tc.eval_batch_size).metrics()
         score = valid["all"][tc.select_metric]
+        bar.set_postfix(loss=f"{total / max(seen, 1):.4f}", **{f"valid_{tc.select_metric}": f"{score:.4f}"})
+        bar.close()
         history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "valid": valid["all"],
                         "valid_dedup": valid["dedup"]})
         improved = score > best
