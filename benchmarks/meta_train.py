@@ -62,7 +62,14 @@ def ray_loop(config: dict) -> None:
     if world > 1:
         broadcast_parameters(training.model)
     times = _timed_steps(training, config["steps"], config["warmup"], allreduce_gradients if world > 1 else None)
-    ray.train.report({"step_seconds": times})
+    # Ray keeps only metrics reported with a checkpoint in the Result: attach a tiny one on rank 0.
+    import tempfile
+
+    from ray.train import Checkpoint
+
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "times.json").write_text(json.dumps(times))
+        ray.train.report({"step_seconds": times}, checkpoint=Checkpoint.from_directory(d) if rank == 0 else None)
 
 
 def main() -> None:
@@ -83,7 +90,7 @@ def main() -> None:
     from ccrs.config import load_config
 
     cfg = load_config(None, [f"rec_meta.meta_batch_size={args.meta_batch_size}", *args.overrides])
-    config = {"cfg": cfg.to_dict(), "prepared": args.prepared, "fold": args.fold, "steps": args.steps,
+    config = {"cfg": cfg.to_dict(), "prepared": str(Path(args.prepared).resolve()), "fold": args.fold, "steps": args.steps,
               "warmup": args.warmup}
 
     training = _setup(config, 0, 1)

@@ -202,13 +202,21 @@ def _finish(training, config: dict, checksums: list[str]) -> dict[str, float]:
     return flat
 
 
+def absolute_uri(uri: str | None) -> str | None:
+    """Local paths made absolute: Ray Train workers run in their own working directory."""
+    if uri is None or "://" in uri:
+        return uri
+    return str(Path(uri).expanduser().resolve())
+
+
 def build_trainer(args: argparse.Namespace, cfg) -> Any:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     loop_config = {
-        "cfg": cfg.to_dict(), "data": args.data, "fold": args.fold, "init": args.init, "use_gpu": args.use_gpu,
-        "eval_every": args.eval_every, "storage_path": args.storage_path, "run_name": args.run_name,
+        "cfg": cfg.to_dict(), "data": absolute_uri(args.data), "fold": args.fold, "init": absolute_uri(args.init),
+        "use_gpu": args.use_gpu, "eval_every": args.eval_every, "storage_path": absolute_uri(args.storage_path),
+        "run_name": args.run_name,
         "progress": not args.quiet, "fault_after_epoch": args.inject_fault_after_epoch,
         "fault_marker": args.fault_marker,
     }
@@ -216,8 +224,7 @@ def build_trainer(args: argparse.Namespace, cfg) -> Any:
                             resources_per_worker={"CPU": args.cpus_per_worker} if args.num_workers else None)
     run = RunConfig(
         name=args.run_name,
-        storage_path=storage.resolve(args.storage_path).uri if "://" in args.storage_path
-        else str(Path(args.storage_path).resolve()),
+        storage_path=absolute_uri(args.storage_path),
         failure_config=FailureConfig(max_failures=args.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=2),
     )
@@ -261,10 +268,12 @@ def main(argv: list[str] | None = None) -> int:
         storage.ensure_bucket(args.storage_path)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)
-    result = build_trainer(args, cfg).fit()
-    keep = ("epoch", "best_epoch", "resumed_at", "replicas_identical")
-    final = {k: v for k, v in (result.metrics or {}).items() if k.startswith("test/all/") or k in keep}
-    print(json.dumps({"run": args.run_name, "storage_path": args.storage_path, **final}, indent=2))
+    build_trainer(args, cfg).fit()
+    # Ray keeps only checkpointed metrics in its Result: the final report is the file rank 0 wrote.
+    out = storage.resolve(absolute_uri(args.storage_path)).child(args.run_name, "eval", "result.json")
+    final = json.loads(storage.read_bytes(out))["result"]
+    keep = ("best_epoch", "epochs_run", "resumed_at", "replicas_identical", "test", "out")
+    print(json.dumps({"run": args.run_name, **{k: final[k] for k in keep}}, indent=2))
     return 0
 
 
