@@ -92,6 +92,9 @@ def predict(
     for batch in tqdm(examples.batches(batch_size), total=n_batches, desc=desc, disable=not progress, leave=False):
         batch = batch.to(device)
         scores = model(batch)
+        if not torch.isfinite(scores).all():
+            raise FloatingPointError(f"{desc}: the model produced non-finite scores (samples "
+                                     f"{batch.sample_ids[~torch.isfinite(scores).all(1)][:5].tolist()}...)")
         ranks.append(label_ranks(scores, batch.labels).cpu())
         tops.append(scores.topk(min(TOP_K, scores.size(1)), dim=1).indices.cpu())
     model.train(was_training)

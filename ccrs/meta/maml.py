@@ -143,6 +143,8 @@ def meta_step(
     sums: dict[str, float] = {}
     for task in tasks:
         loss, stats = maml.task_loss(task)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"meta-loss of user {task.user_id} is {loss.item()} ({stats})")
         loss.backward()
         for k, v in stats.items():
             sums[k] = sums.get(k, 0.0) + v

@@ -20,6 +20,7 @@ class AttentionWeights(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # x (B, m, in_dim), mask (B, m) bool
         logits = self.score(torch.tanh(self.proj(x))).squeeze(-1)  # (B, m)
-        logits = logits.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(logits, dim=-1)
-        return torch.nan_to_num(weights, nan=0.0)  # rows with no valid entry
+        # A finite fill, then the mask: an all-padding row gives 0 weights without ever producing NaN
+        # (with -inf the softmax of such a row is NaN, and NaN survives into second-order gradients).
+        logits = logits.masked_fill(~mask, -1e9)
+        return torch.softmax(logits, dim=-1) * mask

@@ -1,0 +1,28 @@
+import json
+
+from ccrs.cli import main as ccrs_main
+from ray_jobs import rec_meta_table
+
+TINY = ["recommender.entity_dim=16", "recommender.user_dim=8"]
+
+
+def test_meta_table_warm_starts_pairs_and_resumes(synth_prepared, tmp_path, ray_cluster, capsys):
+    plain = tmp_path / "plain"
+    assert ccrs_main(["eval", "rec", "--prepared", synth_prepared, "--runs", str(plain), "--models",
+                      "popularity,ccrs", "--splits", "user", "--folds", "0", "-q", "--compare", "",
+                      *TINY, "rec_train.max_epochs=1"]) == 0
+    argv = ["--prepared", synth_prepared, "--plain-runs", str(plain), "--storage-path", str(tmp_path / "meta"),
+            "--models", "ccrs", "--plain-models", "ccrs,popularity", "--folds", "0", "--num-workers", "0",
+            "--resamples", "50", "--save", str(tmp_path / "rec_meta"), *TINY, "rec_meta.epochs=1",
+            "rec_meta.meta_batch_size=4"]
+    assert rec_meta_table.main(argv) == 0
+    report = json.loads((tmp_path / "rec_meta.json").read_text())
+    rows = report["table"]["user"]["all"]
+    assert set(rows) == {"ccrs_meta", "ccrs", "popularity"}
+    assert rows["ccrs_meta"]["metrics"]["count"] == rows["ccrs"]["metrics"]["count"]  # same query samples
+    pairs = {(t["a"], t["b"]) for t in report["significance"]}
+    assert ("ccrs_meta", report["best_other_row"]) in pairs and ("ccrs_meta", "ccrs") in pairs
+    # rerunning reuses the finished meta run
+    before = (tmp_path / "meta" / "ccrs-fold0" / "eval" / "result.json").stat().st_mtime
+    assert rec_meta_table.main(argv) == 0
+    assert (tmp_path / "meta" / "ccrs-fold0" / "eval" / "result.json").stat().st_mtime == before
