@@ -31,3 +31,24 @@ def test_tasks_and_meta_test_use_the_plain_models_samples(synth_prepared):
     adapted = maml.adapt(task.support)
     assert torch.equal(adapted["entity_embedding.weight"], model.entity_embedding.weight)
     assert not torch.equal(adapted["encoder.0.lin_out.weight"], model.encoder[0].lin_out.weight)
+
+
+def test_second_order_meta_gradient_is_finite_with_empty_contexts(synth_prepared):
+    """Regression: an all-padding context row once produced NaN in the second-order gradient."""
+    from ccrs.data.rec_examples import RecBatch
+    from ccrs.meta import MetaTask
+
+    ds = PreparedDataset.open(synth_prepared)
+    kg = KnowledgeGraph.from_dataset(ds)
+    parts, users = rec_parts(ds, "user", 0, 64, kg)
+    batch = parts["train"].batch(torch.arange(6))
+    mask = batch.context_mask.clone()
+    mask[:3] = False  # three samples with nothing mentioned yet
+    support = RecBatch(**{**batch.__dict__, "context_mask": mask})
+    torch.manual_seed(0)
+    model = build_recommender(RecommenderConfig(entity_dim=16, user_dim=8), kg, len(users))
+    maml = MAML.from_config(model, rec_loss, MetaConfig())
+    loss, _ = maml.task_loss(MetaTask(0, support, batch))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
