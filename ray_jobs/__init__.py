@@ -1,1 +1,1 @@
-"""Entry points for `ray job submit` (thin drivers around `ccrs`). Training drivers arrive with the training issues."""
+"""Entry points for `ray job submit` (thin drivers around `ccrs`): `train_recommender`, `rec_meta_table`."""
