@@ -52,6 +52,9 @@ def allreduce_gradients(model: torch.nn.Module) -> None:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
     flat = torch.cat([p.grad.reshape(-1) for p in params])
+    if not torch.isfinite(flat).all():
+        names = [n for n, p in model.named_parameters() if not torch.isfinite(p.grad).all()]
+        raise FloatingPointError(f"rank {dist.get_rank()}: non-finite gradients in {names[:5]} before all-reduce")
     dist.all_reduce(flat)
     flat /= dist.get_world_size()
     offset = 0
