@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from ccrs import __version__
-from ccrs.config import ConfigError, dump_config, load_config
+from ccrs.config import ConfigError, dump_config, load_config, load_run_config
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -124,12 +124,7 @@ def _parse_ints(text: str, name: str) -> list[int]:
 def _cmd_train_rec(args: argparse.Namespace) -> int:
     from ccrs.train.rec_trainer import train_recommender
 
-    overrides = list(args.overrides)
-    if args.model:
-        overrides.append(f"recommender.variant={args.model}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_run_config(args.config, args.overrides, args.model, args.seed)
     result = train_recommender(cfg, args.prepared, args.split, args.fold, args.out, progress=not args.quiet,
                                device=args.device)
     print(json.dumps({"variant": result.variant, "split": result.split, "fold": result.fold, "seed": result.seed,

@@ -329,6 +329,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         raise
 
 
+def load_run_config(
+    path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), variant: str | None = None,
+    seed: int | None = None,
+) -> CCRSConfig:
+    """:func:`load_config` plus the ``--model`` / ``--seed`` shortcuts every training entry point has."""
+    extra = [f"recommender.variant={variant}"] if variant else []
+    extra += [f"seed={seed}"] if seed is not None else []
+    return load_config(path, [*overrides, *extra])
+
+
 def config_from_dict(values: dict[str, Any]) -> CCRSConfig:
     """The inverse of ``CCRSConfig.to_dict`` (checkpoints, worker processes); validated like a file."""
     return _build(CCRSConfig, values, "")

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from ccrs import storage
-from ccrs.config import load_config
+from ccrs.config import load_run_config
 from ccrs.experiments.rec_table import RunSpec, aggregate, format_markdown, write_report
 
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_args = parse_args(["--data", args.prepared, "--fold", str(fold), "--storage-path", args.storage_path,
                                        "--run-name", name, "--num-workers", str(args.num_workers), "--model", model,
                                        "-q", *(["--init", init] if init else []), *args.overrides])
-                cfg = load_config(None, [*run_args.overrides, f"recommender.variant={model}"])
+                cfg = load_run_config(run_args.config, run_args.overrides, run_args.model, run_args.seed)
                 build_trainer(run_args, cfg).fit()
             result = json.loads(storage.read_bytes(done))["result"]
             meta[RunSpec(f"{model}_meta", "user", fold, 0)] = result

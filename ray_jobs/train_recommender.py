@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from ccrs import storage
-from ccrs.config import config_from_dict, load_config
+from ccrs.config import config_from_dict, load_run_config
 
 STATE_FILE = "state.pt"
 
@@ -261,12 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     args = parse_args(argv)
-    overrides = list(args.overrides)
-    if args.model:
-        overrides.append(f"recommender.variant={args.model}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_run_config(args.config, args.overrides, args.model, args.seed)
     if args.storage_path.startswith("s3://"):
         storage.ensure_bucket(args.storage_path)
     if not ray.is_initialized():
