@@ -89,11 +89,12 @@ class RecTaskSet:
 def meta_predict(maml: MAML, task_set: RecTaskSet, role: str, batch_size: int = 256) -> RecPredictions:
     """Meta-test: per user, adapt on the support samples (same K, β), rank the query samples."""
     model = maml.model
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     parts = []
     for user in task_set.of_role(role):
-        params = maml.adapt(task_set.examples.batch(user.support), create_graph=False)
+        params = maml.adapt(task_set.examples.batch(user.support).to(device), create_graph=False)
         params = {k: v.detach() for k, v in params.items()}
         parts.append(predict(AdaptedModel(model, params), task_set.examples.select(user.query), batch_size))
     model.train(was_training)
