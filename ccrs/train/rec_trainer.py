@@ -207,9 +207,10 @@ def _fit(model, parts, cfg: CCRSConfig, user_index, out_loc, progress: bool, dev
             best_state = copy.deepcopy(model.state_dict())
             if out_loc is not None:
                 save_checkpoint(out_loc.child("best.pt"), checkpoint_payload(model, cfg, user_index, {"epoch": epoch}))
-        bar.write(f"epoch {epoch}: loss {total / max(seen, 1):.4f}  valid {tc.select_metric} {score:.4f}  "
-                  f"hit@10 {valid['all']['hit@10']:.4f}  hit@50 {valid['all']['hit@50']:.4f}"
-                  f"{'  (best)' if improved else ''}") if progress else None
+        if progress:
+            bar.write(f"epoch {epoch}: loss {total / max(seen, 1):.4f}  valid {tc.select_metric} {score:.4f}  "
+                      f"hit@10 {valid['all']['hit@10']:.4f}  hit@50 {valid['all']['hit@50']:.4f}"
+                      f"{'  (best)' if improved else ''}")
         if out_loc is not None:
             save_checkpoint(out_loc.child("last.pt"), {
                 "format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
