@@ -141,6 +141,8 @@ def aggregate(
                 entry["metrics"] = metrics_from_ranks(pooled)
                 keys = np.concatenate([[f"{s.key}:{i}" for i in ids.tolist()] for s, _, ids in sel])
                 values = {m: torch.cat([per_sample_metrics(r)[m] for _, r, _ in sel]).numpy() for m in TEST_METRICS}
+                order = np.argsort(keys, kind="stable")  # rows may list samples in any order (meta: by user)
+                keys, values = keys[order], {m: v[order] for m, v in values.items()}
             else:  # same samples for every seed: mean ± std over seeds; per-sample values averaged
                 entry["metrics"] = {m: spread[m]["mean"] for m in COLUMNS} | {"count": per_run[0]["count"]}
                 order = [torch.argsort(ids) for _, _, ids in sel]

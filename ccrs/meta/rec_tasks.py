@@ -72,10 +72,13 @@ class RecTaskSet:
         by_user: dict[int, dict[str, list[int]]] = defaultdict(lambda: {"support": [], "query": []})
         for i, (u, c) in enumerate(zip(examples.user_ids, examples.conversation_ids, strict=True)):
             by_user[u][parts[c]].append(i)
+        # Training users need both sets; a valid/test user whose support conversations hold no rec
+        # sample is still scored on their query samples (with the unadapted parameters), so the meta
+        # rows are scored on exactly the plain rows' samples.
         users = [
             UserTask(u, roles[u], torch.tensor(p["support"], dtype=torch.long), torch.tensor(p["query"], dtype=torch.long))
             for u, p in sorted(by_user.items())
-            if p["support"] and p["query"]
+            if p["query"] and (p["support"] or roles[u] != "train")
         ]
         return cls(examples, users)
 
@@ -94,7 +97,10 @@ def meta_predict(maml: MAML, task_set: RecTaskSet, role: str, batch_size: int = 
     model.eval()
     parts = []
     for user in task_set.of_role(role):
-        params = maml.adapt(task_set.examples.batch(user.support).to(device), create_graph=False)
+        if user.support.numel():
+            params = maml.adapt(task_set.examples.batch(user.support).to(device), create_graph=False)
+        else:  # nothing to adapt on
+            params = maml.parameters_dict()
         params = {k: v.detach() for k, v in params.items()}
         parts.append(predict(AdaptedModel(model, params), task_set.examples.select(user.query), batch_size))
     model.train(was_training)

@@ -53,3 +53,27 @@ def test_bad_arguments_are_rejected(synth_prepared, tmp_path, capsys):
     assert main([*base, "--splits", "random"]) == 2
     assert main([*base, "--models", "ccrs", "--set", "kbrd:rec_train.lr=0.1"]) == 2
     assert main([*base, "--models", "ccrs", "--set", "ccrs:rec_train.nope=1"]) == 2
+
+
+def test_pairing_does_not_depend_on_the_order_predictions_were_written(tmp_path):
+    import torch
+
+    from ccrs import storage
+    from ccrs.eval.rec_evaluator import RecPredictions
+    from ccrs.experiments.rec_table import RunSpec, aggregate
+
+    def run(name, ranks, order):
+        preds = RecPredictions(
+            sample_ids=torch.tensor(order), conversation_ids=["c"] * 4, user_ids=[1] * 4,
+            labels=torch.zeros(4, dtype=torch.long), label_entities=torch.zeros(4, dtype=torch.long),
+            ranks=torch.tensor(ranks)[order], label_in_context=torch.zeros(4, dtype=torch.bool),
+            top=torch.zeros(4, 50, dtype=torch.long))
+        loc = storage.resolve(str(tmp_path / name))
+        preds.save(loc, "test")
+        return {"out": loc.uri, "best_epoch": 1}
+
+    ranks = [0, 5, 20, 60]
+    results = {RunSpec("a", "user", 0, 0): run("a", ranks, [0, 1, 2, 3]),
+               RunSpec("b", "user", 0, 0): run("b", ranks, [3, 1, 0, 2])}  # same ranks, other order
+    tests = aggregate(results, [("a", "b")], n_resamples=50)["significance"]
+    assert all(t["diff"] == 0 and t["wins"] == t["losses"] == 0 for t in tests)
