@@ -52,3 +52,18 @@ def test_second_order_meta_gradient_is_finite_with_empty_contexts(synth_prepared
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_meta_test_scores_users_without_support_samples(synth_prepared):
+    from ccrs.meta.rec_tasks import UserTask
+
+    ds = PreparedDataset.open(synth_prepared)
+    kg = KnowledgeGraph.from_dataset(ds)
+    parts, users = rec_parts(ds, "user", 0, 64, kg)
+    task_set = RecTaskSet.from_dataset(ds, 0, kg, users)
+    first = task_set.of_role("test")[0]
+    task_set.users[task_set.users.index(first)] = UserTask(first.user_id, "test", torch.zeros(0, dtype=torch.long),
+                                                           first.query)
+    model = build_recommender(RecommenderConfig(entity_dim=16, user_dim=8), kg, len(users))
+    preds = meta_predict(MAML.from_config(model, rec_loss, MetaConfig()), task_set, "test")
+    assert sorted(preds.sample_ids.tolist()) == sorted(parts["test"].sample_ids.tolist())
