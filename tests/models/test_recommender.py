@@ -124,3 +124,16 @@ def test_ccrs_item_table_is_the_population_users_full_graph_encoding(data, layer
     for conv in model.encoder:  # the whole KG, every edge with the cold-start user
         full = conv(full, kg.edge_index, kg.edge_type, cold, torch.zeros_like(kg.edge_type))
     assert torch.allclose(model.item_table(), full[kg.item_entity_ids], atol=1e-5)
+
+
+def test_score_projection_option_maps_p_u_before_scoring(data):
+    kg, parts, users = data
+    torch.manual_seed(0)
+    model = Recommender(RecommenderConfig(entity_dim=16, user_dim=8, score_projection=True), kg, len(users)).eval()
+    batch = _batch(parts, 4)
+    with torch.no_grad():
+        plain = model(batch)
+        model.score_proj.weight.copy_(torch.eye(16))  # identity projection → the unprojected scores
+        assert not torch.allclose(plain, model(batch))
+        expected = model.user_intention(batch) @ model.item_table().T + model.item_bias
+        assert torch.allclose(model(batch), expected, atol=1e-5)
