@@ -35,7 +35,7 @@ def _timed_steps(training, steps: int, warmup: int, sync) -> list[float]:
     times = []
     for i in range(warmup + steps):
         users = batches[i % len(batches)]
-        tasks = [training._task(u) for u in users]
+        tasks = [training.task(u) for u in users]
         t0 = time.perf_counter()
         meta_step(training.maml, tasks, training.optimizer, training.cfg.rec_meta.grad_clip, sync)
         if i >= warmup:

@@ -151,6 +151,37 @@ class GeneratorConfig:
     max_response_tokens: int = 30
     min_word_count: int = 3
     dropout: float = 0.1
+    #: Hidden width of F, the two fully connected layers d → hidden → |V| of Eq. 10 (KBRD: 512).
+    bias_hidden: int = 512
+    #: Inference: ``greedy`` (CRSLab's evaluation) or ``beam``; ``beam_width`` for beam search.
+    decoding: str = "greedy"
+    beam_width: int = 4
+    #: Forbid repeating any n-gram of this length inside a response (3 = no repeated trigram; 0 = off).
+    no_repeat_ngram: int = 0
+
+    def __post_init__(self) -> None:
+        _one_of("generator.variant", self.variant, ("ccrs", "only_meta", "kbrd_gen", "transformer"))
+        _one_of("generator.decoding", self.decoding, ("greedy", "beam"))
+        if self.word_dim % self.n_heads:
+            raise ConfigError(f"generator.word_dim={self.word_dim} must be divisible by n_heads={self.n_heads}")
+        if self.n_styles < 1:
+            raise ConfigError(f"generator.n_styles must be >= 1, got {self.n_styles}")
+        if self.beam_width < 1 or self.max_response_tokens < 2 or self.max_context_tokens < 1:
+            raise ConfigError("generator.beam_width >= 1, max_response_tokens >= 2, max_context_tokens >= 1")
+
+
+@dataclass(frozen=True)
+class GenTrainConfig:
+    """Plain (non-meta) training of the generator (``ccrs train gen``), and its evaluation."""
+
+    lr: float = 1e-3
+    batch_size: int = 32
+    max_epochs: int = 10
+    patience: int = 2  # evaluations without a lower valid perplexity
+    grad_clip: float = 0.1
+    eval_batch_size: int = 64
+    #: Limit on generated responses per evaluation part (0 = all); perplexity always uses all.
+    max_generate: int = 0
 
 
 @dataclass(frozen=True)
@@ -171,12 +202,13 @@ class MetaConfig:
 
 
 def _dial_meta() -> MetaConfig:
-    # The generator's inner/outer parameter split is settled with the generator (paper: inner =
-    # {Encoder', W^L}); these patterns are a provisional default until that module exists.
     return MetaConfig(
         inner_lr=0.0003,
         outer_lr=0.001,
-        outer_only=("decoder*", "embedding*", "output*"),
+        # Paper §2.4: the generator adapts {Encoder', W^L} per user: the encoder and the style
+        # embeddings L; embeddings, decoder, output bias, style selector W^C and F stay global.
+        outer_only=("token_embedding*", "decoder*", "output_bias", "style_bias.selector*", "style_bias.to_vocab*",
+                    "user_bias*"),
     )
 
 
@@ -189,6 +221,7 @@ class CCRSConfig:
     recommender: RecommenderConfig = field(default_factory=RecommenderConfig)
     rec_train: RecTrainConfig = field(default_factory=RecTrainConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    gen_train: GenTrainConfig = field(default_factory=GenTrainConfig)
     rec_meta: MetaConfig = field(default_factory=MetaConfig)
     dial_meta: MetaConfig = field(default_factory=_dial_meta)
 

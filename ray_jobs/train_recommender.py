@@ -11,12 +11,9 @@ On a cluster (rerunning the same command resumes the run from its last checkpoin
         --data s3://my-bucket/ccrs/prepared --fold 0 --storage-path s3://my-bucket/ccrs/runs \\
         --run-name rec-meta-fold0 --num-workers 4 --use-gpu --max-failures 3
 
-Lifecycle per worker: setup (each worker reads the prepared dataset from its URI; rank 0's initial
-weights are broadcast, or every rank loads the last checkpoint) → meta-epochs (each rank adapts its
-share of every meta-batch's users; gradients are all-reduced, never DDP: DDP has no double
-backward) → every ``--eval-every`` epochs rank 0 meta-tests on the valid users and every rank
-reports the same metrics, rank 0 with the checkpoint → at the end rank 0 restores the best valid
-state, meta-tests valid and test users and writes per-sample predictions and metrics to
+The worker lifecycle is ``ray_jobs.meta_driver.run_meta_loop``. At the end rank 0 restores the best
+valid state, meta-tests valid and test users and writes per-sample predictions, metrics and the
+recommender checkpoint ``best.pt`` (what ``ray_jobs.train_generator --rec-ckpt`` reads) to
 ``<storage-path>/<run-name>/eval/``.
 """
 
@@ -25,101 +22,24 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
-import tempfile
-from pathlib import Path
-from typing import Any
 
 import torch
 
 from ccrs import storage
 from ccrs.config import config_from_dict, load_run_config
-
-STATE_FILE = "state.pt"
-
-
-def _flat_metrics(prefix: str, metrics: dict[str, dict[str, float]]) -> dict[str, float]:
-    return {f"{prefix}/{variant}/{k}": v for variant, m in metrics.items() for k, v in m.items()}
-
-
-def allreduce_gradients(model: torch.nn.Module) -> None:
-    """Average every parameter's gradient over the ranks (one flat all-reduce; missing grads count as 0)."""
-    import torch.distributed as dist
-
-    params = list(model.parameters())
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
-    if not torch.isfinite(flat).all():
-        names = [n for n, p in model.named_parameters() if not torch.isfinite(p.grad).all()]
-        raise FloatingPointError(f"rank {dist.get_rank()}: non-finite gradients in {names[:5]} before all-reduce")
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad.copy_(flat[offset : offset + n].view_as(p))
-        offset += n
-
-
-def broadcast_parameters(model: torch.nn.Module) -> None:
-    """Rank 0's parameters and buffers to every rank, so replicas start identical."""
-    import torch.distributed as dist
-
-    for t in [*model.parameters(), *model.buffers()]:
-        dist.broadcast(t.data, src=0)
-
-
-def _broadcast_object(obj: Any, world_size: int) -> Any:
-    if world_size <= 1:
-        return obj
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _mean_across_ranks(stats: dict[str, float], world_size: int) -> dict[str, float]:
-    """Globally averaged training statistics (rank 0 reports them for everyone)."""
-    if world_size <= 1:
-        return stats
-    import torch.distributed as dist
-
-    keys = sorted(k for k, v in stats.items() if isinstance(v, float))
-    t = torch.tensor([stats[k] for k in keys], dtype=torch.float64)
-    dist.all_reduce(t)
-    return {**stats, **{k: float(v) / world_size for k, v in zip(keys, t.tolist(), strict=True)}}
-
-
-def parameter_checksum(model: torch.nn.Module) -> str:
-    """sha256 of every parameter's bytes: replicas in sync ⇔ equal checksums."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for _, p in sorted(model.state_dict().items()):
-        h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _gather_object(obj: Any, world_size: int) -> list[Any]:
-    if world_size <= 1:
-        return [obj]
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * world_size
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def _maybe_inject_fault(config: dict, epoch: int, rank: int) -> None:
-    """Fault injection for the resume/failure tests: fail once, after the checkpoint of ``epoch``."""
-    after, marker = config.get("fault_after_epoch"), config.get("fault_marker")
-    if after is not None and epoch == after and rank == 0 and marker and not Path(marker).exists():
-        Path(marker).write_text(f"failed after epoch {epoch}\n")
-        raise RuntimeError(f"injected fault after epoch {epoch}")
+from ray_jobs.meta_driver import (  # noqa: F401  (re-exported: benchmarks and tests use them from here)
+    absolute_uri,
+    add_common_args,
+    allreduce_gradients,
+    broadcast_parameters,
+    eval_location,
+    fit_and_report,
+    flat_metrics,
+    parameter_checksum,
+    run_meta_loop,
+)
+from ray_jobs.meta_driver import build_trainer as _build_trainer
 
 
 def _init_state(uri: str | None) -> dict | None:
@@ -130,73 +50,27 @@ def _init_state(uri: str | None) -> dict | None:
     return load_checkpoint(uri)["state_dict"]
 
 
-def train_loop_per_worker(config: dict) -> None:
-    import ray.train
-    from ray.train import Checkpoint
-
+def make_training(config: dict, rank: int, world: int, device):
     from ccrs.meta.rec_training import RecMetaTraining
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = torch.device("cpu")
-    if config["use_gpu"]:
-        import ray.train.torch
-
-        device = ray.train.torch.get_device()
     cfg = config_from_dict(config["cfg"])
-    training = RecMetaTraining(cfg, config["data"], config["fold"], rank, world, device, _init_state(config["init"]))
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            training.load_state_dict(torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=True))
-        if rank == 0:
-            print(f"resumed from the checkpoint of epoch {training.epoch}", flush=True)
-    elif world > 1:
-        broadcast_parameters(training.model)
-    sync = allreduce_gradients if world > 1 else None
-    while not training.should_stop():
-        stats = _mean_across_ranks(training.train_epoch(sync, progress=rank == 0 and config["progress"]), world)
-        if training.epoch % config["eval_every"] and not training.should_stop():
-            continue
-        valid = training.evaluate("valid").metrics() if rank == 0 else None
-        valid = _broadcast_object(valid, world)  # every rank records the same best epoch → same stopping
-        improved = training.record_valid(valid, stats)
-        checksums = _gather_object(parameter_checksum(training.model), world)
-        metrics = {**stats, **_flat_metrics("valid", valid), "best_epoch": training.best_epoch, "improved": improved,
-                   "replica_checksums": checksums, "replicas_identical": len(set(checksums)) == 1}
-        if rank == 0:
-            print(json.dumps({"epoch": training.epoch, "query_loss": stats.get("query_loss"),
-                              "valid_ndcg@10": valid["all"]["ndcg@10"], "valid_hit@10": valid["all"]["hit@10"],
-                              "best_epoch": training.best_epoch}), flush=True)
-            with tempfile.TemporaryDirectory() as d:
-                torch.save(training.state_dict(), Path(d) / STATE_FILE)
-                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
-        else:
-            ray.train.report(metrics)
-        _maybe_inject_fault(config, training.epoch, rank)
-    checksums = _gather_object(parameter_checksum(training.model), world)
-    final: dict[str, Any] = {"epoch": training.epoch, "best_epoch": training.best_epoch, "resumed_at": training.resumed_at,
-                             "replica_checksums": checksums, "replicas_identical": len(set(checksums)) == 1}
-    if rank == 0:
-        final |= _finish(training, config, checksums)
-    ray.train.report(_broadcast_object(final, world))
+    return RecMetaTraining(cfg, config["data"], config["fold"], rank, world, device, _init_state(config["init"]))
 
 
-def _finish(training, config: dict, checksums: list[str]) -> dict[str, float]:
-    """Restore the best valid state, meta-test valid and test users, write predictions + metrics."""
-    training.model.load_state_dict(training.best_state)
-    out = storage.resolve(config["storage_path"]).child(config["run_name"], "eval")
+def finish(training, config: dict, checksums: list[str]) -> dict[str, float]:
+    """Meta-test valid and test users with the best state; write predictions, metrics, ``best.pt``."""
+    out = eval_location(config)
     meta = {"variant": f"{training.cfg.recommender.variant}_meta", "split": "user", "fold": training.fold,
             "seed": training.cfg.seed, "best_epoch": training.best_epoch, "resumed_at": training.resumed_at}
     flat: dict[str, float] = {}
     reports = {}
     for role in ("valid", "test"):
         reports[role] = training.evaluate(role).save(out, role, meta)["metrics"]
-        flat |= _flat_metrics(role, reports[role])
+        flat |= flat_metrics(role, reports[role])
     buf = io.BytesIO()
     torch.save({"format": "ccrs.recommender/1", "config": training.cfg.to_dict(), "state_dict": training.best_state,
                 "user_ids": list(training.user_index.keys()), "user_rows": list(training.user_index.values()),
-                "epoch": training.best_epoch, "meta": True}, buf)
+                "epoch": training.best_epoch, "fold": training.fold, "meta": True}, buf)
     storage.write_bytes(out.child("best.pt"), buf.getvalue())
     result = {**meta, "valid": reports["valid"], "test": reports["test"], "history": training.history,
               "out": out.uri, "epochs_run": training.epoch, "replica_checksums": checksums,
@@ -205,73 +79,27 @@ def _finish(training, config: dict, checksums: list[str]) -> dict[str, float]:
     return flat
 
 
-def absolute_uri(uri: str | None) -> str | None:
-    """Local paths made absolute: Ray Train workers run in their own working directory."""
-    if uri is None or "://" in uri:
-        return uri
-    return str(Path(uri).expanduser().resolve())
+def train_loop_per_worker(config: dict) -> None:
+    run_meta_loop(config, make_training, finish)
 
 
-def build_trainer(args: argparse.Namespace, cfg) -> Any:
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    loop_config = {
-        "cfg": cfg.to_dict(), "data": absolute_uri(args.data), "fold": args.fold, "init": absolute_uri(args.init),
-        "use_gpu": args.use_gpu, "eval_every": args.eval_every, "storage_path": absolute_uri(args.storage_path),
-        "run_name": args.run_name,
-        "progress": not args.quiet, "fault_after_epoch": args.inject_fault_after_epoch,
-        "fault_marker": args.fault_marker,
-    }
-    scaling = ScalingConfig(num_workers=args.num_workers, use_gpu=args.use_gpu,
-                            resources_per_worker={"CPU": args.cpus_per_worker} if args.num_workers else None)
-    run = RunConfig(
-        name=args.run_name,
-        storage_path=absolute_uri(args.storage_path),
-        failure_config=FailureConfig(max_failures=args.max_failures),
-        checkpoint_config=CheckpointConfig(num_to_keep=2),
-    )
-    return TorchTrainer(train_loop_per_worker, train_loop_config=loop_config, scaling_config=scaling, run_config=run)
+def build_trainer(args: argparse.Namespace, cfg):
+    return _build_trainer(args, cfg, train_loop_per_worker, {"init": absolute_uri(args.init)})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="prepared dataset URI (local path or s3://)")
-    p.add_argument("--fold", type=int, default=0, help="test fold of the user split")
-    p.add_argument("--storage-path", required=True, help="Ray Train storage (local dir or s3://bucket/prefix)")
-    p.add_argument("--run-name", required=True, help="stable name: rerunning the same command resumes")
-    p.add_argument("--num-workers", type=int, default=2, help="Ray Train workers (0 = in-process local mode)")
-    p.add_argument("--cpus-per-worker", type=float, default=1.0)
-    p.add_argument("--use-gpu", action="store_true")
-    p.add_argument("--max-failures", type=int, default=0, help="worker failures tolerated (restart from checkpoint)")
-    p.add_argument("--eval-every", type=int, default=1, help="meta-epochs between valid evaluations/checkpoints")
+    add_common_args(p)
     p.add_argument("--init", help="plain recommender checkpoint (best.pt of `ccrs train rec`) to start from")
     p.add_argument("--model", help="= recommender.variant (ccrs | ccrs_no_turn | kbrd)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("-q", "--quiet", action="store_true")
-    # Fault injection (tests): fail once after the checkpoint of epoch N; the marker file makes it once.
-    p.add_argument("--inject-fault-after-epoch", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--fault-marker", help=argparse.SUPPRESS)
-    p.add_argument("--config", type=Path, help="YAML config")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     return p.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    import ray
-
     args = parse_args(argv)
     cfg = load_run_config(args.config, args.overrides, args.model, args.seed)
-    if args.storage_path.startswith("s3://"):
-        storage.ensure_bucket(args.storage_path)
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)
-    build_trainer(args, cfg).fit()
-    # Ray keeps only checkpointed metrics in its Result: the final report is the file rank 0 wrote.
-    out = storage.resolve(absolute_uri(args.storage_path)).child(args.run_name, "eval", "result.json")
-    final = json.loads(storage.read_bytes(out))["result"]
-    keep = ("best_epoch", "epochs_run", "resumed_at", "replicas_identical", "test", "out")
-    print(json.dumps({"run": args.run_name, **{k: final[k] for k in keep}}, indent=2))
+    fit_and_report(args, lambda: build_trainer(args, cfg),
+                   ("best_epoch", "epochs_run", "resumed_at", "replicas_identical", "test", "out"))
     return 0
 
 

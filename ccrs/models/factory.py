@@ -25,3 +25,22 @@ def build_recommender(
     if train is not None:
         model.fit(train.labels)
     return model
+
+
+def load_recommender(uri, kg: KnowledgeGraph, map_location: str = "cpu"):
+    """``(model in eval mode, CCRSConfig, user_index)`` from a ``best.pt`` of ``ccrs train rec`` or of
+    ``ray_jobs.train_recommender`` (safe loading; :class:`~ccrs.train.checkpoint.CheckpointError` if unusable)."""
+    from ccrs.config import config_from_dict
+    from ccrs.train.checkpoint import CheckpointError, load_checkpoint
+
+    payload = load_checkpoint(uri, map_location)
+    if payload.get("format") != "ccrs.recommender/1":
+        raise CheckpointError(f"{uri}: format {payload.get('format')!r} is not a recommender checkpoint")
+    cfg = config_from_dict(payload["config"])
+    user_index = dict(zip(payload["user_ids"], payload["user_rows"], strict=True))
+    model = build_recommender(cfg.recommender, kg, len(user_index))
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{uri}: does not fit this dataset's KG ({str(exc).splitlines()[0]})") from None
+    return model.eval(), cfg, user_index

@@ -1,0 +1,1 @@
+"""Inference: decoding (greedy, beam) and item-slot filling."""

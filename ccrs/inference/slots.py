@@ -1,0 +1,45 @@
+"""Item slots: the generator writes the item placeholder, the recommender decides which movie it is.
+
+Each placeholder of a generated response, left to right, gets the recommender's highest-ranked item
+that is neither mentioned earlier in the dialogue nor already used in this response (next slot →
+next item), and the response names the movie.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+_YEAR_OR_FILM = re.compile(r"\s*\((?:\d{4} )?film\)$|\s*\(\d{4}\)$")
+
+
+def display_name(entity_name: str) -> str:
+    """``"Alien (1979 film)"`` → ``"Alien"`` (DBpedia disambiguation suffixes dropped)."""
+    return _YEAR_OR_FILM.sub("", entity_name).strip() or entity_name
+
+
+@dataclass
+class FilledResponse:
+    text: str
+    items: list[int]  # item indices, one per slot, in order
+
+
+def fill_slots(tokens: list[str], placeholder: str, ranked_items: Iterable[int], mentioned: Iterable[int],
+               names: Mapping[int, str]) -> FilledResponse:
+    """Replace each ``placeholder`` in ``tokens`` by the next unmentioned ranked item's name."""
+    skip = set(mentioned)
+    ranked = iter(ranked_items)
+    words, used = [], []
+    for w in tokens:
+        if w != placeholder:
+            words.append(w)
+            continue
+        item = next((i for i in ranked if i not in skip), None)
+        if item is None:  # ran out of ranked items: leave the slot visible rather than invent one
+            words.append(placeholder)
+            continue
+        skip.add(item)
+        used.append(item)
+        words.append(names.get(item, f"item {item}"))
+    return FilledResponse(" ".join(words), used)

@@ -1,0 +1,150 @@
+"""Meta-training of one stage, one rank's share of it: meta-epochs, selection, state. No Ray.
+
+Subclasses (:class:`~ccrs.meta.rec_training.RecMetaTraining`,
+:class:`~ccrs.meta.gen_training.GenMetaTraining`) provide the model, the loss, the training users'
+tasks and the meta-test; this class owns what both stages share. ``ray_jobs/meta_driver.py`` runs
+one object per Ray Train worker and passes in the collectives; with ``world_size=1`` and no
+collectives the same object is the plain single-process loop.
+
+Data parallelism over users (Algorithm 1's meta-batch):
+
+* every epoch, all ranks shuffle the training users with the same seed (``seed``, epoch) and cut
+  the permutation into meta-batches of ``meta_batch_size`` users; the last incomplete meta-batch is
+  dropped, and so are ``meta_batch_size mod world_size`` users of every meta-batch, so every rank
+  runs the same number of meta-steps with the same number of users (no rank waits at a collective
+  another rank never reaches);
+* rank r takes users ``r, r + W, r + 2W, ...`` of each meta-batch, sums their task losses (Eq. 14),
+  back-propagates, and the gradients are **averaged** across ranks before the Adam step, so every
+  replica applies the same update and stays identical (initial weights broadcast from rank 0).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ccrs.config import CCRSConfig, MetaConfig
+from ccrs.meta.maml import MAML, LossFn, MetaTask, meta_step
+
+GradSync = Callable[[nn.Module], None]
+
+
+class MetaTraining:
+    """Shared meta-training loop. Subclasses set ``stage`` and implement the hooks below."""
+
+    stage = "stage"
+
+    def __init__(self, cfg: CCRSConfig, meta_cfg: MetaConfig, model: nn.Module, loss_fn: LossFn, n_train_users: int,
+                 patience: int, rank: int = 0, world_size: int = 1, device: str | torch.device = "cpu") -> None:
+        if meta_cfg.meta_batch_size < world_size:
+            raise ValueError(f"meta_batch_size={meta_cfg.meta_batch_size} < {world_size} workers: "
+                             "some workers would get no user")
+        self.cfg, self.meta_cfg, self.patience = cfg, meta_cfg, patience
+        self.rank, self.world_size, self.device = rank, world_size, torch.device(device)
+        self.model = model.to(self.device)
+        self.n_train_users = n_train_users
+        self.maml = MAML.from_config(self.model, loss_fn, meta_cfg)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=meta_cfg.outer_lr)
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_score = -math.inf
+        self.best_epoch = 0
+        self.best_state = copy.deepcopy(self.model.state_dict())
+        self.resumed_at: list[int] = []  # epochs this run was resumed after (failures, reruns)
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def task(self, i: int) -> MetaTask:
+        """Training user ``i``'s support and query batches, on ``self.device``."""
+        raise NotImplementedError
+
+    def evaluate(self, role: str) -> Any:
+        """Meta-test on ``role`` (valid/test) users; the result has ``metrics()``."""
+        raise NotImplementedError
+
+    def select_score(self, metrics: dict) -> float:
+        """Higher is better: the model-selection criterion on valid metrics."""
+        raise NotImplementedError
+
+    def summary(self, metrics: dict) -> dict[str, float]:
+        """A few valid metrics for the per-epoch progress line."""
+        return {}
+
+    def history_entry(self, metrics: dict) -> dict[str, Any]:
+        return {"valid": metrics}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    # -- schedule ---------------------------------------------------------------------------------
+    def steps_per_epoch(self) -> int:
+        return self.n_train_users // self.meta_cfg.meta_batch_size
+
+    def meta_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's user indices (into the training users) for each meta-step of ``epoch``."""
+        b, w = self.meta_cfg.meta_batch_size, self.world_size
+        gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+        perm = torch.randperm(self.n_train_users, generator=gen).tolist()
+        usable = b - b % w
+        return [perm[s * b : s * b + usable][self.rank :: w] for s in range(self.steps_per_epoch())]
+
+    # -- training -----------------------------------------------------------------------------------
+    def train_epoch(self, sync_grads: GradSync | None = None, progress: bool = False) -> dict[str, float]:
+        """One meta-epoch (every rank calls it; collectives inside ``sync_grads``)."""
+        from tqdm.auto import tqdm
+
+        self.epoch += 1
+        self.model.train()
+        t0 = time.perf_counter()
+        totals: dict[str, float] = {}
+        batches = self.meta_batches(self.epoch)
+        for users in tqdm(batches, desc=f"{self.stage} meta epoch {self.epoch}", disable=not progress):
+            tasks = [self.task(i) for i in users]
+            stats = meta_step(self.maml, tasks, self.optimizer, self.meta_cfg.grad_clip, sync_grads)
+            for k, v in stats.items():
+                totals[k] = totals.get(k, 0.0) + v
+        n = max(len(batches), 1)
+        out = {k: v / n for k, v in totals.items() if k != "tasks"}
+        return out | {"epoch": self.epoch, "meta_steps": len(batches), "seconds": time.perf_counter() - t0}
+
+    def record_valid(self, metrics: dict, train_stats: dict[str, float]) -> bool:
+        """Keep the history and the best state by :meth:`select_score`; True if improved."""
+        score = self.select_score(metrics)
+        self.history.append({**train_stats, **self.history_entry(metrics)})
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, self.epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            return True
+        return False
+
+    def should_stop(self) -> bool:
+        return self.epoch >= self.meta_cfg.epochs or (self.best_epoch > 0 and self.epoch - self.best_epoch > self.patience)
+
+    # -- state ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain tensors and Python values only: saved/loaded with ``weights_only=True``."""
+        return {
+            "format": f"ccrs.{self.stage}_meta/1",
+            "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "history": self.history,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "resumed_at": self.resumed_at,
+            **self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.history = state["epoch"], state["history"]
+        self.best_score, self.best_epoch, self.best_state = state["best_score"], state["best_epoch"], state["best_state"]
+        self.resumed_at = [*state.get("resumed_at", []), self.epoch]

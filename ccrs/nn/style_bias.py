@@ -1,0 +1,56 @@
+r"""Vocabulary biases computed from the user representation (paper §2.3, Eqs. 9–10; KBRD).
+
+:class:`MultiStyleBias` (CCRS, Eq. 9–10). With p_u ∈ ℝ^d the recommender's user intention (Eq. 8),
+n_s learned style embeddings L ∈ ℝ^{d×n_s} and a bilinear selector W^C ∈ ℝ^{d×d}:
+
+.. math::
+    \mu_u^m = \operatorname{softmax}(p_u W^C L) \in \Delta^{n_s}        \quad\text{(Eq. 9)}
+
+    g_u = \mu_u^m L^\top \in \mathbb R^d                                   \quad\text{(Eq. 9)}
+
+    F(g_u) = W_2\,\mathrm{ReLU}(W_1 g_u + b_1) + b_2 \in \mathbb R^{|V|}  \quad\text{(Eq. 10)}
+
+The paper writes μ_u^m = p_u W^C L without a normalisation; we apply a softmax so μ_u^m is a
+mixture over styles (the paper plots it as one in Fig. 4, and an unnormalised μ would let g_u grow
+without bound). F has two fully connected layers d → ``hidden`` → |V|, as KBRD's user→vocabulary
+bias (KBRD uses hidden = 512).
+
+:class:`UserVocabBias` is KBRD's single bias F(p_u) (paper "Only-Meta" and ``kbrd_gen``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class UserVocabBias(nn.Module):
+    """F(x) = W₂ ReLU(W₁ x + b₁) + b₂: (B, d) → (B, |V|) (KBRD; the F of Eq. 10)."""
+
+    def __init__(self, in_dim: int, vocab_size: int, hidden: int = 512) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(in_dim, hidden)
+        self.out = nn.Linear(hidden, vocab_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(torch.relu(self.hidden(x)))
+
+
+class MultiStyleBias(nn.Module):
+    """Style mixture μ_u^m and vocabulary bias F(g_u) from p_u (Eqs. 9–10; module docstring)."""
+
+    def __init__(self, user_dim: int, vocab_size: int, n_styles: int = 4, hidden: int = 512) -> None:
+        super().__init__()
+        self.styles = nn.Parameter(torch.randn(user_dim, n_styles) * user_dim**-0.5)  # L (d, n_s)
+        self.selector = nn.Linear(user_dim, user_dim, bias=False)  # W^C
+        self.to_vocab = UserVocabBias(user_dim, vocab_size, hidden)  # F
+
+    def mixture(self, p_u: Tensor) -> Tensor:
+        """μ_u^m (B, n_s) = softmax(p_u W^C L) — Eq. 9."""
+        return torch.softmax(self.selector(p_u) @ self.styles, dim=-1)
+
+    def forward(self, p_u: Tensor) -> tuple[Tensor, Tensor]:
+        """``(F(g_u) (B, |V|), μ_u^m (B, n_s))`` — Eqs. 9–10."""
+        mu = self.mixture(p_u)
+        g_u = mu @ self.styles.t()  # (B, d)
+        return self.to_vocab(g_u), mu

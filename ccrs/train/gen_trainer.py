@@ -1,0 +1,138 @@
+"""Plain (non-meta) training of the generator: setup → train → select → evaluate → save.
+
+    result = train_generator(cfg, "runs/demo/prepared", rec_ckpt=".../best.pt", fold=0, out="runs/gen/kbrd_gen")
+
+The recommender is frozen (p_u precomputed, ``ccrs.train.gen_data``). Adam on the token
+cross-entropy, gradient clipping, one progress bar per epoch; after each epoch the valid perplexity;
+the lowest-perplexity epoch is ``best.pt`` and is restored before the final evaluation (valid and
+test: perplexity + generated responses + BLEU/F1/Dist). ``last.pt`` every epoch (a killed run
+resumes), ``run.json`` first (another config in the same directory is refused), ``result.json``
+last (a finished run is not redone).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ccrs import storage
+from ccrs.config import CCRSConfig
+from ccrs.data.dataset import PreparedDataset
+from ccrs.eval.gen_evaluator import evaluate_generator, token_nll
+from ccrs.eval.gen_metrics import perplexity
+from ccrs.models.generator import build_generator, generator_payload
+from ccrs.train.checkpoint import load_checkpoint, save_checkpoint
+from ccrs.train.gen_data import GenData, load_gen_data
+from ccrs.train.rec_trainer import _check_same_run, seed_everything
+
+RESULT = "result.json"
+
+
+def evaluate_and_save(model, data: GenData, cfg: CCRSConfig, out_loc, meta: dict,
+                      progress: bool = False) -> dict[str, dict]:
+    """Valid and test reports (written under ``out_loc`` when given); ``{part: metrics}``."""
+    reports = {}
+    for part in ("valid", "test"):
+        index = data.part_index[part]
+        if cfg.gen_train.max_generate:
+            index = index[: cfg.gen_train.max_generate]
+        report = evaluate_generator(model, data, index, cfg.generator, cfg.gen_train.eval_batch_size)
+        if progress:
+            print(f"{part}: {_summary(report.metrics)}", flush=True)
+        reports[part] = report.save(out_loc, part, meta)["metrics"] if out_loc is not None else report.metrics
+    return reports
+
+
+def _summary(m: dict) -> str:
+    keys = ("ppl", "bleu1", "bleu2", "f1", "dist2", "dist3", "dist4")
+    return "  ".join(f"{k} {m[k]:.4f}" for k in keys if k in m)
+
+
+def train_generator(cfg: CCRSConfig, prepared: str | PreparedDataset, rec_ckpt: str, fold: int = 0,
+                    out: str | None = None, progress: bool = True, device: str = "cpu") -> dict[str, Any]:
+    out_loc = storage.resolve(out) if out else None
+    run_key = {"config": cfg.to_dict(), "fold": fold, "rec_checkpoint": rec_ckpt}
+    if out_loc is not None:
+        _check_same_run(out_loc, run_key)
+        if storage.exists(out_loc.child(RESULT)):
+            return json.loads(storage.read_bytes(out_loc.child(RESULT)))["result"]
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed)
+    data = load_gen_data(prepared, fold, cfg, rec_ckpt, progress=progress, device=device)
+    user_dim = data.examples.user_vectors.shape[1]
+    model = build_generator(cfg.generator, data.tokenizer, user_dim).to(device)
+    best_epoch, epochs_run, history, best_state = _fit(model, data, cfg, user_dim, out_loc, progress, device)
+    model.load_state_dict(best_state)
+    meta = {"variant": cfg.generator.variant, "training": "plain", "fold": fold, "seed": cfg.seed,
+            "best_epoch": best_epoch}
+    reports = evaluate_and_save(model, data, cfg, out_loc, meta, progress)
+    result = {**meta, "epochs_run": epochs_run, "seconds": time.perf_counter() - t0, "valid": reports["valid"],
+              "test": reports["test"], "history": history, "vocab_size": len(data.tokenizer),
+              "out": out_loc.uri if out_loc else ""}
+    if out_loc is not None:
+        storage.write_bytes(out_loc.child(RESULT), json.dumps({**run_key, "result": result}, indent=2).encode())
+    return result
+
+
+def _fit(model, data: GenData, cfg: CCRSConfig, user_dim: int, out_loc, progress: bool, device: str):
+    tc = cfg.gen_train
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train, valid = data.part("train"), data.part("valid")
+    history: list[dict[str, Any]] = []
+    best, best_epoch, start = math.inf, 0, 1
+    best_state = copy.deepcopy(model.state_dict())
+    if out_loc is not None and storage.exists(out_loc.child("last.pt")):  # resume a killed run
+        state = load_checkpoint(out_loc.child("last.pt"))
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best, best_epoch, start = state["history"], state["best"], state["best_epoch"], state["epoch"] + 1
+        best_state = load_checkpoint(out_loc.child("best.pt"))["state_dict"]
+    n_batches = (len(train) + tc.batch_size - 1) // tc.batch_size
+    epoch = start - 1
+    for epoch in range(start, tc.max_epochs + 1):
+        if best_epoch > 0 and epoch - best_epoch > tc.patience:
+            epoch -= 1
+            break
+        model.train()
+        total, tokens = 0.0, 0
+        bar = tqdm(train.batches(tc.batch_size, shuffle=True, generator=gen), total=n_batches,
+                   desc=f"{cfg.generator.variant} epoch {epoch}", disable=not progress)
+        for batch in bar:
+            nll, k = model.token_nll(batch.to(device))
+            opt.zero_grad(set_to_none=True)
+            (nll / max(k, 1)).backward()
+            if tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            total, tokens = total + nll.item(), tokens + k
+            bar.set_postfix(ppl=f"{perplexity(total, tokens):.2f}")
+        bar.close()
+        valid_ppl = perplexity(*token_nll(model, valid, tc.eval_batch_size))
+        history.append({"epoch": epoch, "train_ppl": perplexity(total, tokens), "valid_ppl": valid_ppl})
+        improved = valid_ppl < best
+        if improved:
+            best, best_epoch = valid_ppl, epoch
+            best_state = copy.deepcopy(model.state_dict())
+            if out_loc is not None:
+                save_checkpoint(out_loc.child("best.pt"),
+                                generator_payload(model, cfg, data.tokenizer, user_dim,
+                                                  {"epoch": epoch, "rec_checkpoint": data.rec_checkpoint}))
+        if progress:
+            print(f"epoch {epoch}: train ppl {perplexity(total, tokens):.2f}  valid ppl {valid_ppl:.2f}"
+                  f"{'  (best)' if improved else ''}", flush=True)
+        if out_loc is not None:
+            save_checkpoint(out_loc.child("last.pt"), {
+                "format": "ccrs.generator_train_state/1", "state_dict": model.state_dict(),
+                "optimizer": opt.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "history": history, "best": best, "best_epoch": best_epoch, "epoch": epoch,
+            })
+    return best_epoch, epoch, history, best_state
