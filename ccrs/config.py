@@ -197,6 +197,10 @@ class MetaConfig:
     grad_clip: float = 0.1
     meta_batch_size: int = 8
     epochs: int = 10
+    #: Cap on the samples of a task's support and of its query set (0 = all). Drawn afresh each
+    #: epoch for training users (seeded); the first ones for meta-test users. Bounds the memory and
+    #: time of the second-order pass on users with many conversations.
+    max_task_samples: int = 0
     #: Parameter-name patterns (fnmatch) kept global-only in the inner loop.
     outer_only: tuple[str, ...] = ("user_embedding*", "entity_embedding*")
 
@@ -205,6 +209,7 @@ def _dial_meta() -> MetaConfig:
     return MetaConfig(
         inner_lr=0.0003,
         outer_lr=0.001,
+        max_task_samples=16,
         # Paper §2.4: the generator adapts {Encoder', W^L} per user: the encoder and the style
         # embeddings L; embeddings, decoder, output bias, style selector W^C and F stay global.
         outer_only=("token_embedding*", "decoder*", "output_bias", "style_bias.selector*", "style_bias.to_vocab*",
@@ -286,7 +291,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     return value
 
 
-def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+def _build(cls: type, values: dict[str, Any], prefix: str, base: Any = None) -> Any:
+    """``base`` (default ``cls()``) supplies unset fields: a section's own defaults, e.g. ``dial_meta``'s."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
@@ -303,11 +309,10 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise ConfigError(f"{key}: expected a mapping of {hint.__name__} fields, got {value!r}")
-            kwargs[name] = _build(hint, value, key + ".")
+            kwargs[name] = _build(hint, value, key + ".", getattr(base if base is not None else cls(), name))
         else:
             kwargs[name] = _coerce(value, hint, key)
-    base = cls()
-    return dataclasses.replace(base, **kwargs)
+    return dataclasses.replace(base if base is not None else cls(), **kwargs)
 
 
 def _merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

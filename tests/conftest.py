@@ -89,3 +89,20 @@ def ray_cluster(s3_server):
         yield ray
     finally:
         ray.shutdown()
+
+
+#: A generator small enough for CPU tests (the real defaults are word_dim 300, FFN 300).
+TINY_GEN = ["generator.word_dim=32", "generator.ffn_dim=32", "generator.bias_hidden=32", "generator.min_word_count=1"]
+
+
+@pytest.fixture(scope="session")
+def synth_rec_ckpt(synth_prepared, tmp_path_factory) -> str:
+    """A small ccrs recommender trained one epoch on ``synth_prepared`` (fold 0): its ``best.pt``."""
+    from ccrs.config import load_config
+    from ccrs.train.rec_trainer import train_recommender
+
+    out = tmp_path_factory.mktemp("rec") / "ccrs"
+    cfg = load_config(None, ["rec_train.max_epochs=1", "recommender.entity_dim=16", "recommender.user_dim=16",
+                             "recommender.n_heads=2"])
+    train_recommender(cfg, synth_prepared, "user", 0, str(out), progress=False)
+    return str(out / "best.pt")

@@ -61,3 +61,12 @@ def test_configs_are_frozen():
     cfg = CCRSConfig()
     with pytest.raises(AttributeError):
         cfg.seed = 3  # type: ignore[misc]
+
+
+def test_overriding_one_key_keeps_the_sections_own_defaults():
+    from ccrs.config import load_config
+
+    cfg = load_config(None, ["dial_meta.meta_batch_size=4"])
+    assert cfg.dial_meta.meta_batch_size == 4
+    assert cfg.dial_meta.inner_lr == 0.0003 and cfg.dial_meta.outer_lr == 0.001  # not rec_meta's 0.006 / 0.003
+    assert "decoder*" in cfg.dial_meta.outer_only

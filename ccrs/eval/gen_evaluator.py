@@ -1,7 +1,7 @@
 """Generator evaluation on recommender turns: perplexity, generated responses, metrics, files.
 
     report = evaluate_generator(model, data, data.part_index["test"], cfg.generator)
-    report.metrics            # ppl, bleu1..4, corpus_bleu4, f1, dist2..4 (+ ratios), mean_length
+    report.metrics()          # ppl, bleu1..4, corpus_bleu4, f1, dist2..4 (+ ratios), mean_length
     report.save(loc, "test")  # test_responses.jsonl (one record per sample) + test_gen_metrics.json
 
 References are the reference turns tokenized like the generator's input (lower-cased words and
@@ -37,7 +37,6 @@ class GenReport:
         self.total_nll += other.total_nll
         self.n_tokens += other.n_tokens
 
-    @property
     def metrics(self) -> dict[str, float]:
         out = {"ppl": perplexity(self.total_nll, self.n_tokens), "tokens": self.n_tokens}
         if self.records:
@@ -48,7 +47,7 @@ class GenReport:
     def save(self, loc: storage.Location, part: str, meta: dict | None = None) -> dict:
         lines = "".join(json.dumps(r) + "\n" for r in sorted(self.records, key=lambda r: r["sample_id"]))
         storage.write_bytes(loc.child(f"{part}_responses.jsonl"), lines.encode())
-        payload = {**(meta or {}), "part": part, "metrics": self.metrics}
+        payload = {**(meta or {}), "part": part, "metrics": self.metrics()}
         storage.write_bytes(loc.child(f"{part}_gen_metrics.json"), json.dumps(payload, indent=2).encode())
         return payload
 

@@ -1,0 +1,53 @@
+"""The generator as MAML tasks: parameter split, task sets, meta-test adaptation."""
+
+import torch
+
+from ccrs.config import load_config
+from ccrs.meta.gen_training import GenMetaTraining
+from tests.conftest import TINY_GEN
+
+
+def _training(prepared, rec_ckpt, *extra):
+    cfg = load_config(None, [*TINY_GEN, "dial_meta.meta_batch_size=4", "dial_meta.epochs=2", *extra])
+    return GenMetaTraining(cfg, prepared, 0, rec_ckpt)
+
+
+def test_inner_parameters_are_the_encoder_and_the_style_embeddings(synth_prepared, synth_rec_ckpt):
+    t = _training(synth_prepared, synth_rec_ckpt)
+    inner = set(t.maml.inner_names)
+    assert "style_bias.styles" in inner and all(n.startswith(("encoder.", "style_bias.styles")) for n in inner)
+    assert any(n.startswith("decoder.") for n in t.maml.outer_names)
+    assert "token_embedding.weight" in t.maml.outer_names and "style_bias.selector.weight" in t.maml.outer_names
+    task = t.task(0)
+    adapted = t.maml.adapt(task.support)
+    params = dict(t.model.named_parameters())
+    changed = {n for n in params if not torch.equal(adapted[n], params[n])}
+    assert changed and changed <= inner
+
+
+def test_tasks_follow_the_users_support_and_query_conversations(synth_prepared, synth_rec_ckpt):
+    t = _training(synth_prepared, synth_rec_ckpt, "dial_meta.max_task_samples=3")
+    for user in t.users:
+        for i in user.support.tolist():
+            s = t.data.examples.samples[i]
+            assert s.user_id == user.user_id and t.data.conversation_part[s.conversation_id] == "support"
+        for i in user.query.tolist():
+            assert t.data.conversation_part[t.data.examples.samples[i].conversation_id] == "query"
+    assert {u.role for u in t.users} == {"train", "valid", "test"}
+    t.epoch = 1
+    big = max(t.train_users, key=lambda u: u.support.numel())
+    i = t.train_users.index(big)
+    assert len(t.task(i).support) == min(3, big.support.numel())
+    t.epoch = 2  # a fresh draw each epoch
+    draws = {tuple(t.task(i).support.sample_ids.tolist()) for t.epoch in range(1, 6)}
+    assert len(draws) > 1 or big.support.numel() <= 3
+
+
+def test_meta_epochs_lower_the_query_loss_and_meta_test_scores_every_query_sample(synth_prepared, synth_rec_ckpt):
+    t = _training(synth_prepared, synth_rec_ckpt, "dial_meta.epochs=3", "dial_meta.outer_lr=0.003")
+    losses = [t.train_epoch()["query_loss"] for _ in range(3)]
+    assert losses[-1] < losses[0]
+    report = t.evaluate("test", generate_responses=True)
+    n_query = sum(u.query.numel() for u in t.users if u.role == "test")
+    assert len(report.records) == n_query
+    assert report.metrics()["ppl"] > 1

@@ -1,0 +1,127 @@
+"""The generator on tiny random inputs: shapes, the style bias (Eqs. 9–10), overfitting, decoding."""
+
+import pytest
+import torch
+
+from ccrs.config import GeneratorConfig
+from ccrs.data.gen_examples import GenBatch
+from ccrs.inference.decoding import banned_tokens, beam_search, greedy
+from ccrs.models.generator import Generator
+from ccrs.nn.style_bias import MultiStyleBias
+
+V, D_USER = 40, 8
+PAD, START, END = 0, 1, 2
+
+
+def _cfg(variant="ccrs", **kw):
+    base = dict(variant=variant, word_dim=16, n_layers=1, n_heads=2, ffn_dim=16, bias_hidden=16, n_styles=3,
+                dropout=0.0, max_context_tokens=12, max_response_tokens=8)
+    return GeneratorConfig(**{**base, **kw})
+
+
+def _batch(b=3, lc=6, lt=5, seed=0, user_vec=None):
+    g = torch.Generator().manual_seed(seed)
+    ctx = torch.randint(4, V, (b, lc), generator=g)
+    ctx[0, 4:] = PAD
+    out = torch.randint(4, V, (b, lt), generator=g)
+    out[:, -1] = END
+    r_in = torch.cat([torch.full((b, 1), START), out[:, :-1]], dim=1)
+    uv = torch.randn(b, D_USER, generator=g) if user_vec is None else user_vec
+    return GenBatch(torch.arange(b), ctx, r_in, out, uv, torch.zeros(b, dtype=torch.long))
+
+
+@pytest.mark.parametrize("variant", ["ccrs", "only_meta", "kbrd_gen", "transformer"])
+def test_shapes_per_variant(variant):
+    torch.manual_seed(0)
+    model = Generator(_cfg(variant), V, D_USER)
+    batch = _batch()
+    assert model(batch).shape == (3, 5, V)
+    nll, n = model.token_nll(batch)
+    assert n == 15 and torch.isfinite(nll)
+    has_styles = any(k.startswith("style_bias") for k, _ in model.named_parameters())
+    has_user = any(k.startswith("user_bias") for k, _ in model.named_parameters())
+    assert has_styles == (variant == "ccrs") and has_user == (variant in ("only_meta", "kbrd_gen"))
+
+
+def test_style_mixture_is_a_distribution_and_bias_follows_eq_9_10():
+    torch.manual_seed(0)
+    sb = MultiStyleBias(D_USER, V, n_styles=3, hidden=16)
+    p_u = torch.randn(4, D_USER)
+    bias, mu = sb(p_u)
+    assert mu.shape == (4, 3) and torch.allclose(mu.sum(-1), torch.ones(4))
+    manual_mu = torch.softmax(p_u @ sb.selector.weight.t() @ sb.styles, dim=-1)  # softmax(p_u W^C L)
+    g_u = manual_mu @ sb.styles.t()  # μ Lᵀ
+    manual = sb.to_vocab.out(torch.relu(sb.to_vocab.hidden(g_u)))
+    assert torch.allclose(mu, manual_mu, atol=1e-6) and torch.allclose(bias, manual, atol=1e-5)
+
+
+def test_user_bias_changes_the_logits_and_differs_between_users():
+    torch.manual_seed(0)
+    model = Generator(_cfg("ccrs"), V, D_USER).eval()
+    users = torch.randn(3, D_USER)
+    a = model(_batch(user_vec=users))
+    b = model(_batch(user_vec=users.flip(0)))
+    assert not torch.allclose(a, b)  # same dialogues, users swapped → different next-word distributions
+    bias, _ = model.vocab_bias(users)
+    assert not torch.allclose(bias[0], bias[1])
+    plain = Generator(_cfg("transformer"), V, D_USER).eval()
+    assert torch.allclose(plain(_batch(user_vec=users)), plain(_batch(user_vec=users.flip(0))))
+
+
+def test_a_tiny_model_overfits_a_few_responses():
+    torch.manual_seed(0)
+    model = Generator(_cfg("ccrs", dropout=0.0), V, D_USER)
+    batch = _batch(b=4, seed=3)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        nll, n = model.token_nll(batch)
+        opt.zero_grad()
+        (nll / n).backward()
+        opt.step()
+    assert (nll / n).item() < 0.05
+    model.eval()
+    out = greedy(model, batch, max_len=8)
+    assert out.tokens == [row[:-1].tolist() for row in batch.response_out]  # the responses, without __end__
+    assert out.mixture.shape == (4, 3)
+
+
+def test_beam_width_one_equals_greedy():
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = Generator(_cfg("ccrs"), V, D_USER).eval()
+        batch = _batch(b=4, seed=seed)
+        for n in (0, 2, 3):
+            assert beam_search(model, batch, 1, 7, n).tokens == greedy(model, batch, 7, n).tokens
+
+
+def test_beam_search_scores_at_least_as_high_as_greedy():
+    torch.manual_seed(1)
+    model = Generator(_cfg("kbrd_gen"), V, D_USER).eval()
+    batch = _batch(b=3, seed=5)
+
+    def logp(i, seq):
+        prefix = torch.tensor([[START, *seq]])
+        sub = GenBatch(batch.sample_ids[i : i + 1], batch.context[i : i + 1], prefix, prefix, batch.user_vec[i : i + 1],
+                       batch.users[i : i + 1])
+        lp = torch.log_softmax(model(sub)[0], -1)
+        target = [*seq, END] if len(seq) < 6 else seq
+        return sum(lp[t, w].item() for t, w in enumerate(target))
+
+    g, b = greedy(model, batch, 6).tokens, beam_search(model, batch, 4, 6).tokens
+    for i in range(3):
+        assert logp(i, b[i]) >= logp(i, g[i]) - 1e-4
+
+
+def test_no_repeated_trigram():
+    assert banned_tokens([5, 6, 7, 5, 6], 3) == {7}
+    assert banned_tokens([5, 6], 3) == set() and banned_tokens([5, 5], 1) == {5}
+    torch.manual_seed(0)
+    model = Generator(_cfg("transformer"), V, D_USER).eval()
+    with torch.no_grad():  # make the model love token 9: without the rule it repeats 9 9 9 ...
+        model.output_bias[9] = 20.0
+    batch = _batch(b=2)
+    assert greedy(model, batch, 6).tokens[0] == [9] * 6
+    for seqs in (greedy(model, batch, 6, 3).tokens, beam_search(model, batch, 3, 6, 3).tokens):
+        for s in seqs:
+            grams = [tuple(s[i : i + 3]) for i in range(len(s) - 2)]
+            assert len(grams) == len(set(grams))
