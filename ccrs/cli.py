@@ -133,6 +133,18 @@ def _cmd_train_rec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_gen(args: argparse.Namespace) -> int:
+    from ccrs.train.gen_trainer import train_generator
+
+    extra = [f"generator.variant={args.model}"] if args.model else []
+    cfg = load_run_config(args.config, [*args.overrides, *extra], None, args.seed)
+    result = train_generator(cfg, args.prepared, args.rec_ckpt, args.fold, args.out, progress=not args.quiet,
+                             device=args.device)
+    keep = ("variant", "fold", "seed", "best_epoch", "epochs_run", "valid", "test", "out")
+    print(json.dumps({k: result[k] for k in keep}, indent=2))
+    return 0
+
+
 def _cmd_eval_rec(args: argparse.Namespace) -> int:
     from ccrs.experiments.rec_table import aggregate as aggregate_runs
     from ccrs.experiments.rec_table import format_markdown, run_grid, run_specs, write_report
@@ -233,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_config_args(p)
     p.set_defaults(func=_cmd_train_rec)
+
+    p = tsub.add_parser("gen", help="train + select on valid perplexity + evaluate one generator (plain, no meta)")
+    p.add_argument("--prepared", required=True, help="prepared dataset URI")
+    p.add_argument("--rec-ckpt", required=True, help="recommender checkpoint (frozen): gives p_u and fills item slots")
+    p.add_argument("--out", required=True, help="run directory (local or s3://)")
+    p.add_argument("--model", help="transformer | kbrd_gen | only_meta | ccrs (= generator.variant)")
+    p.add_argument("--fold", type=int, default=0, help="test fold of the user split (the recommender's fold)")
+    p.add_argument("--seed", type=int, help="= seed")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_config_args(p)
+    p.set_defaults(func=_cmd_train_gen)
 
     ev = sub.add_parser("eval", help="result tables over many runs")
     esub = ev.add_subparsers(dest="eval_command", required=True)

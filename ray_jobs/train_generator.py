@@ -28,7 +28,14 @@ import sys
 
 from ccrs import storage
 from ccrs.config import config_from_dict, load_run_config
-from ray_jobs.meta_driver import absolute_uri, add_common_args, eval_location, fit_and_report, flat_metrics, run_meta_loop
+from ray_jobs.meta_driver import (
+    absolute_uri,
+    add_common_args,
+    eval_location,
+    fit_and_report,
+    flat_metrics,
+    run_meta_loop,
+)
 from ray_jobs.meta_driver import build_trainer as _build_trainer
 
 

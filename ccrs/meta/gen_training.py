@@ -61,6 +61,20 @@ def user_tasks(data: GenData) -> list[GenUserTask]:
             for u, p in sorted(by_user.items()) if p["query"] and (p["support"] or data.user_role[u] != "train")]
 
 
+def warm_start(model: nn.Module, state: dict[str, Tensor]) -> list[str]:
+    """Copy every parameter of ``state`` whose name and shape match; returns the names copied.
+
+    Lets a variant start from another variant's plain checkpoint (e.g. ``ccrs`` from ``kbrd_gen``:
+    the seq2seq is copied, the style bias starts fresh). Refuses when nothing at all matches.
+    """
+    own = model.state_dict()
+    copied = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not copied:
+        raise ValueError("the init checkpoint shares no parameter with this generator (other vocabulary or sizes?)")
+    model.load_state_dict(copied, strict=False)
+    return sorted(copied)
+
+
 def adapted_copy(maml: MAML, params: dict[str, Tensor]) -> nn.Module:
     """A detached copy of the model holding ``params`` (for decoding, which is not ``forward``)."""
     model = copy.deepcopy(maml.model)
@@ -104,8 +118,9 @@ class GenMetaTraining(MetaTraining):
         self.train_users = [u for u in self.users if u.role == "train"]
         self.user_dim = self.data.examples.user_vectors.shape[1]
         model = build_generator(cfg.generator, self.data.tokenizer, self.user_dim)
+        self.warm_started: list[str] = []
         if init:
-            model.load_state_dict(init["state_dict"])
+            self.warm_started = warm_start(model, init["state_dict"])
         super().__init__(cfg, cfg.dial_meta, model, gen_loss, len(self.train_users), cfg.gen_train.patience, rank,
                          world_size, device)
 

@@ -51,3 +51,20 @@ def test_meta_epochs_lower_the_query_loss_and_meta_test_scores_every_query_sampl
     n_query = sum(u.query.numel() for u in t.users if u.role == "test")
     assert len(report.records) == n_query
     assert report.metrics()["ppl"] > 1
+
+
+def test_warm_start_from_another_variant_copies_the_shared_seq2seq(synth_prepared, synth_rec_ckpt, tmp_path):
+    from ccrs.meta.gen_training import warm_start
+    from ccrs.models.generator import Generator
+
+    t = _training(synth_prepared, synth_rec_ckpt)
+    donor_cfg = load_config(None, [*TINY_GEN, "generator.variant=kbrd_gen"]).generator
+    donor = Generator(donor_cfg, len(t.data.tokenizer), t.user_dim)
+    copied = warm_start(t.model, donor.state_dict())
+    assert "encoder.layers.0.linear1.weight" in copied and not any(k.startswith(("style_bias", "user_bias")) for k in copied)
+    assert torch.equal(t.model.token_embedding.weight, donor.token_embedding.weight)
+    other = Generator(load_config(None, ["generator.word_dim=8", "generator.n_heads=2"]).generator, 5, 3)
+    import pytest
+
+    with pytest.raises(ValueError, match="shares no parameter"):
+        warm_start(t.model, {k: v for k, v in other.state_dict().items() if k != "positions"})
