@@ -21,6 +21,7 @@ Extra ``KEY=VALUE`` overrides apply to every run (e.g. ``gen_train.max_epochs=4`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -55,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         out = root / model
         train_generator(cfg, args.prepared, absolute_uri(args.rec_ckpt), args.fold, str(out), progress=not args.quiet)
         rows[model] = str(out)
-    if not ray.is_initialized():
-        ray.init(log_to_driver=not args.quiet)
+    if not ray.is_initialized():  # a cluster of its own unless RAY_ADDRESS names one (ray job submit sets it)
+        ray.init(address=os.environ.get("RAY_ADDRESS", "local"), log_to_driver=not args.quiet)
     for model in META:
         run = root / "meta" / model / "eval"
         if not (run / "result.json").exists():
