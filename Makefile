@@ -26,7 +26,7 @@ test: setup
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 demo: setup
-	$(BIN)/ccrs data prepare --out $(DEMO_STORAGE)/prepared
+	$(BIN)/python -m ray_jobs.pipeline --preset small --storage-path $(DEMO_STORAGE)
 
 lint: setup
 	$(BIN)/ruff check ccrs ray_jobs serve tests benchmarks
