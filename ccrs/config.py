@@ -182,6 +182,13 @@ class GenTrainConfig:
     eval_batch_size: int = 64
     #: Limit on generated responses per evaluation part (0 = all); perplexity always uses all.
     max_generate: int = 0
+    #: Valid criterion of meta-training (and of sweeps): ``ppl`` (lower is better; no generation
+    #: needed) or a generation metric, higher is better (valid responses are then generated).
+    select_metric: str = "ppl"
+
+    def __post_init__(self) -> None:
+        _one_of("gen_train.select_metric", self.select_metric, ("ppl", "bleu1", "bleu2", "bleu3", "bleu4", "f1",
+                                                                 "dist2", "dist3", "dist4"))
 
 
 @dataclass(frozen=True)

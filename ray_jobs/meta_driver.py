@@ -154,7 +154,11 @@ def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> No
         valid = broadcast_object(valid, world)  # every rank records the same best epoch → same stopping
         improved = training.record_valid(valid, stats)
         checksums = gather_object(parameter_checksum(training.model), world)
-        metrics = {**stats, **flat_metrics("valid", valid), "best_epoch": training.best_epoch, "improved": improved,
+        # "objective" (higher is better) is what a sweep optimises: the stage's selection score, shifted
+        # and scaled for a two-stage trial (ray_jobs/tune.py --stage both).
+        objective = config.get("objective_base", 0.0) + config.get("objective_weight", 1.0) * training.best_score
+        metrics = {**stats, **flat_metrics("valid", valid), "objective": objective, "best_epoch": training.best_epoch,
+                   "improved": improved,
                    "replica_checksums": checksums, "replicas_identical": len(set(checksums)) == 1}
         if rank == 0:
             print(json.dumps({"stage": training.stage, "epoch": training.epoch, "query_loss": stats.get("query_loss"),
@@ -200,7 +204,8 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 
 
-def build_trainer(args: argparse.Namespace, cfg, train_loop: Callable, extra: dict | None = None) -> Any:
+def build_trainer(args: argparse.Namespace, cfg, train_loop: Callable, extra: dict | None = None,
+                  callbacks: list | None = None) -> Any:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -217,6 +222,7 @@ def build_trainer(args: argparse.Namespace, cfg, train_loop: Callable, extra: di
         storage_path=absolute_uri(args.storage_path),
         failure_config=FailureConfig(max_failures=args.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=2),
+        callbacks=callbacks,
     )
     return TorchTrainer(train_loop, train_loop_config=loop_config, scaling_config=scaling, run_config=run)
 

@@ -71,9 +71,10 @@ def train_loop_per_worker(config: dict) -> None:
     run_meta_loop(config, make_training, finish)
 
 
-def build_trainer(args: argparse.Namespace, cfg):
+def build_trainer(args: argparse.Namespace, cfg, extra: dict | None = None, callbacks: list | None = None):
     return _build_trainer(args, cfg, train_loop_per_worker,
-                          {"init": absolute_uri(args.init), "rec_ckpt": absolute_uri(args.rec_ckpt)})
+                          {"init": absolute_uri(args.init), "rec_ckpt": absolute_uri(args.rec_ckpt), **(extra or {})},
+                          callbacks)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

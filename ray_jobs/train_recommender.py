@@ -83,8 +83,9 @@ def train_loop_per_worker(config: dict) -> None:
     run_meta_loop(config, make_training, finish)
 
 
-def build_trainer(args: argparse.Namespace, cfg):
-    return _build_trainer(args, cfg, train_loop_per_worker, {"init": absolute_uri(args.init)})
+def build_trainer(args: argparse.Namespace, cfg, extra: dict | None = None, callbacks: list | None = None):
+    return _build_trainer(args, cfg, train_loop_per_worker, {"init": absolute_uri(args.init), **(extra or {})},
+                          callbacks)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

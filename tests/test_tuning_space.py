@@ -4,7 +4,13 @@ import pytest
 import yaml
 
 from ccrs.config import load_config
-from ccrs.tuning.report import TrialRow, format_table, plot_objective_over_trials, plot_objective_vs_params, ranked
+from ccrs.tuning.report import (
+    TrialRow,
+    format_table,
+    plot_objective_over_trials,
+    plot_objective_vs_params,
+    ranked,
+)
 from ccrs.tuning.search_space import SpaceError, load_space, parse_space
 
 

@@ -14,6 +14,7 @@ encoder and the style embeddings L (``dial_meta.outer_only`` keeps the rest glob
 from __future__ import annotations
 
 import copy
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -137,13 +138,18 @@ class GenMetaTraining(MetaTraining):
         return MetaTask(user.user_id, ex.batch(self._draw(user.support, 2 * user.user_id)).to(self.device),
                         ex.batch(self._draw(user.query, 2 * user.user_id + 1)).to(self.device))
 
-    def evaluate(self, role: str, generate_responses: bool = False) -> GenReport:
+    def evaluate(self, role: str, generate_responses: bool | None = None) -> GenReport:
+        """Meta-test ``role`` users; responses are generated when asked or when selection needs them."""
+        if generate_responses is None:
+            generate_responses = self.cfg.gen_train.select_metric != "ppl"
         users = [u for u in self.users if u.role == role]
         return meta_evaluate(self.maml, self.data, users, self.cfg.generator, self.meta_cfg.max_task_samples,
                              self.cfg.gen_train.eval_batch_size, generate_responses)
 
     def select_score(self, metrics: dict) -> float:
-        return -metrics["ppl"]  # lower perplexity is better
+        """−ln(perplexity) (same order as perplexity, reversed) or the chosen generation metric."""
+        metric = self.cfg.gen_train.select_metric
+        return -math.log(metrics["ppl"]) if metric == "ppl" else metrics[metric]
 
     def summary(self, metrics: dict) -> dict[str, float]:
         return {"valid_ppl": metrics["ppl"]}
