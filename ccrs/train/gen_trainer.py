@@ -27,9 +27,10 @@ from ccrs.data.dataset import PreparedDataset
 from ccrs.eval.gen_evaluator import evaluate_generator, token_nll
 from ccrs.eval.gen_metrics import perplexity
 from ccrs.models.generator import build_generator, generator_payload
-from ccrs.train.checkpoint import load_checkpoint, save_checkpoint
+from ccrs.train.checkpoint import save_checkpoint
 from ccrs.train.gen_data import GenData, load_gen_data
 from ccrs.train.rec_trainer import _check_same_run, seed_everything
+from ccrs.train.resume import resume_or_start, save_progress
 
 RESULT = "result.json"
 
@@ -85,17 +86,9 @@ def _fit(model, data: GenData, cfg: CCRSConfig, user_dim: int, out_loc, progress
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     train, valid = data.part("train"), data.part("valid")
-    history: list[dict[str, Any]] = []
-    best, best_epoch, start = math.inf, 0, 1
-    best_state = copy.deepcopy(model.state_dict())
-    if out_loc is not None and storage.exists(out_loc.child("last.pt")):  # resume a killed run
-        state = load_checkpoint(out_loc.child("last.pt"))
-        model.load_state_dict(state["state_dict"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history, best, best_epoch, start = state["history"], state["best"], state["best_epoch"], state["epoch"] + 1
-        best_state = load_checkpoint(out_loc.child("best.pt"))["state_dict"]
+    progress_state = resume_or_start(out_loc, model, opt, gen, worst=math.inf)
+    history, best, best_epoch = progress_state.history, progress_state.best, progress_state.best_epoch
+    start, best_state = progress_state.start, progress_state.best_state
     n_batches = (len(train) + tc.batch_size - 1) // tc.batch_size
     epoch = start - 1
     for epoch in range(start, tc.max_epochs + 1):
@@ -130,9 +123,5 @@ def _fit(model, data: GenData, cfg: CCRSConfig, user_dim: int, out_loc, progress
             print(f"epoch {epoch}: train ppl {perplexity(total, tokens):.2f}  valid ppl {valid_ppl:.2f}"
                   f"{'  (best)' if improved else ''}", flush=True)
         if out_loc is not None:
-            save_checkpoint(out_loc.child("last.pt"), {
-                "format": "ccrs.generator_train_state/1", "state_dict": model.state_dict(),
-                "optimizer": opt.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "history": history, "best": best, "best_epoch": best_epoch, "epoch": epoch,
-            })
+            save_progress(out_loc, "ccrs.generator_train_state/1", model, opt, gen, history, best, best_epoch, epoch)
     return best_epoch, epoch, history, best_state

@@ -39,7 +39,8 @@ from ccrs.data.dataset import PreparedDataset
 from ccrs.data.rec_examples import KnowledgeGraph, rec_parts
 from ccrs.eval.rec_evaluator import predict
 from ccrs.models.factory import TRAINABLE, build_recommender
-from ccrs.train.checkpoint import load_checkpoint, save_checkpoint
+from ccrs.train.checkpoint import save_checkpoint
+from ccrs.train.resume import resume_or_start, save_progress
 
 CHECKPOINT_FORMAT = "ccrs.recommender/1"
 RESULT = "result.json"
@@ -161,18 +162,9 @@ def _fit(model, parts, cfg: CCRSConfig, user_index, out_loc, progress: bool, dev
     tc = cfg.rec_train
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[dict[str, Any]] = []
-    best, best_epoch, start = -math.inf, 0, 1
-    best_state = copy.deepcopy(model.state_dict())
-    if out_loc is not None and storage.exists(out_loc.child("last.pt")):  # resume a killed run
-        state = load_checkpoint(out_loc.child("last.pt"))
-        model.load_state_dict(state["state_dict"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history, best, best_epoch = state["history"], state["best"], state["best_epoch"]
-        start = state["epoch"] + 1
-        best_state = load_checkpoint(out_loc.child("best.pt"))["state_dict"]
+    progress_state = resume_or_start(out_loc, model, opt, gen, worst=-math.inf)
+    history, best, best_epoch = progress_state.history, progress_state.best, progress_state.best_epoch
+    start, best_state = progress_state.start, progress_state.best_state
     train = parts["train"]
     n_batches = (len(train) + tc.batch_size - 1) // tc.batch_size
     epoch = start - 1
@@ -212,9 +204,5 @@ def _fit(model, parts, cfg: CCRSConfig, user_index, out_loc, progress: bool, dev
                       f"hit@10 {valid['all']['hit@10']:.4f}  hit@50 {valid['all']['hit@50']:.4f}"
                       f"{'  (best)' if improved else ''}")
         if out_loc is not None:
-            save_checkpoint(out_loc.child("last.pt"), {
-                "format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
-                "best": best, "best_epoch": best_epoch, "epoch": epoch,
-            })
+            save_progress(out_loc, CHECKPOINT_FORMAT, model, opt, gen, history, best, best_epoch, epoch)
     return best_epoch, epoch, history, best_state
