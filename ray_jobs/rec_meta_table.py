@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     best_other = max((m for m in pooled if m != "ccrs_meta"), key=lambda m: pooled[m]["metrics"]["ndcg@10"])
     compare = [("ccrs_meta", best_other)] if "ccrs_meta" in pooled else []
     compare += [(f"{m}_meta", m) for m in models if m in plain_models and (f"{m}_meta", m) not in compare]
+    # the paper's ablation claim, in the meta setting: ccrs_meta against each meta-trained ablation
+    compare += [("ccrs_meta", f"{m}_meta") for m in models if m != "ccrs" and ("ccrs_meta", f"{m}_meta") not in compare]
     report = aggregate(results, compare, n_resamples=args.resamples)
     report["title"] = "Recommendation with per-user meta-training (MAML) vs plain training, user split"
     report["command"] = "python -m ray_jobs.rec_meta_table " + " ".join(sys.argv[1:] if argv is None else argv)
