@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -162,7 +163,10 @@ def _rows(grid) -> list[TrialRow]:
         trial_id = trial_id or Path(r.path).name
         df = r.metrics_dataframe
         objective = float(df["objective"].max()) if df is not None and "objective" in df and len(df) else None
-        order = int(trial_id.rsplit("_", 1)[-1]) if "_" in trial_id and trial_id.rsplit("_", 1)[-1].isdigit() else 0
+        # Tune names a trial's directory "<trainable>_<trial id>_<index>_<params>_<date>": the index is
+        # the order trials were created in (stable across restores).
+        index = re.search(rf"{re.escape(trial_id)}_(\d+)", Path(r.path).name)
+        order = int(index.group(1)) if index else 0
         keep = {k: float(df[k].max()) for k in ("valid/all/ndcg@10", "valid/ppl") if df is not None and k in df}
         if "valid/ppl" in keep:
             keep["valid/ppl"] = float(df["valid/ppl"].min())

@@ -32,7 +32,7 @@ class TrialRow:
 
 def ranked(rows: list[TrialRow]) -> list[TrialRow]:
     return sorted(rows, key=lambda r: (r.objective is None or not math.isfinite(r.objective),
-                                       -(r.objective or 0.0), r.order))
+                                       -(r.objective or 0.0), r.order, r.trial_id))
 
 
 def _fmt(v: Any) -> str:
