@@ -1,6 +1,6 @@
 """The main job: data → recommender (plain warm-up, then MAML on Ray Train) → generator (same) → report.
 
-Locally (``make demo`` runs the ``small`` preset; ~15 minutes on 2 CPUs with the real data)::
+Locally (``make demo`` runs the ``small`` preset; ~10 minutes on 2 CPUs with the real data)::
 
     python -m ray_jobs.pipeline --preset small --storage-path runs/demo
 
@@ -40,9 +40,10 @@ PRESETS: dict[str, list[str]] = {
              "generator.word_dim=32", "generator.ffn_dim=32", "generator.bias_hidden=32", "generator.min_word_count=1",
              "generator.max_context_tokens=64", "gen_train.max_epochs=1", "gen_train.max_generate=64",
              "dial_meta.epochs=1", "dial_meta.meta_batch_size=4", "dial_meta.max_task_samples=4"],
-    "small": ["rec_train.max_epochs=2", "rec_meta.epochs=1", "generator.word_dim=128", "generator.ffn_dim=128",
-              "generator.max_context_tokens=128", "gen_train.max_epochs=1", "gen_train.max_generate=400",
-              "dial_meta.epochs=1", "dial_meta.max_task_samples=8"],
+    # rec_train.lr=0.01: chosen on fold-0 valid for ccrs (results/rec_select_lr0.01.md)
+    "small": ["rec_train.lr=0.01", "rec_train.max_epochs=3", "rec_meta.epochs=1", "generator.word_dim=128",
+              "generator.ffn_dim=128", "generator.max_context_tokens=128", "gen_train.max_epochs=2",
+              "gen_train.max_generate=400", "dial_meta.epochs=1", "dial_meta.max_task_samples=8"],
     "paper": [],
 }
 
