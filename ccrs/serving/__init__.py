@@ -1,0 +1,1 @@
+"""Serving logic without Ray: request/response schemas, limits (``serve/`` wraps it in Ray Serve)."""

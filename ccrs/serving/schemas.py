@@ -1,0 +1,98 @@
+"""Request and response bodies of the HTTP API, validated with pydantic (limits configurable).
+
+    models = api_models(ServeLimits(max_turns=50, max_turn_chars=2000, max_k=100))
+    req = models.RecommendRequest.model_validate_json(body)     # ValidationError names the field
+
+Validation is strict: wrong types are rejected, not coerced (``"k": "5"`` is an error), unknown fields
+are rejected, every text is stripped and must be non-empty, roles come from a fixed set. The HTTP
+layer turns a ``ValidationError`` into a 4xx whose message names the field (``turns.2.text``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+ROLES = ("seeker", "recommender")
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    max_turns: int = 50
+    max_turn_chars: int = 2000
+    max_k: int = 100
+    default_k: int = 10
+    max_conversations: int = 50  # per adaptation request
+    max_body_bytes: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        if min(self.max_turns, self.max_turn_chars, self.max_k, self.default_k, self.max_conversations) < 1:
+            raise ValueError("serving limits must be positive")
+        if self.default_k > self.max_k:
+            raise ValueError(f"default_k {self.default_k} > max_k {self.max_k}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Item(_Strict):
+    item_id: int
+    name: str
+    score: float
+
+
+class Entity(_Strict):
+    entity_id: int
+    name: str
+
+
+class RecommendResponse(_Strict):
+    items: list[Item]
+    entities: list[Entity]
+    user_known: bool
+    attention: dict[str, float] | None = None
+
+
+class RespondResponse(_Strict):
+    response: str
+    items: list[Item]
+    style_mixture: list[float] | None
+
+
+class AdaptResponse(_Strict):
+    user_id: int
+    support_samples: int
+    cache_size: int
+    checkpoint_version: str
+
+
+def api_models(limits: ServeLimits = ServeLimits()) -> SimpleNamespace:
+    """The request models for ``limits`` (classes built per limits, so the OpenAPI schema shows them)."""
+    text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=limits.max_turn_chars)]
+
+    class Turn(_Strict):
+        role: Literal[ROLES]  # type: ignore[valid-type]
+        text: text  # type: ignore[valid-type]
+
+    turns = Annotated[list[Turn], Field(min_length=1, max_length=limits.max_turns)]
+
+    class RecommendRequest(_Strict):
+        user_id: Annotated[int, Field(ge=0)] | None = None
+        turns: turns  # type: ignore[valid-type]
+        k: Annotated[int, Field(ge=1, le=limits.max_k)] = limits.default_k
+        attention: bool = False
+
+    class AdaptRequest(_Strict):
+        conversations: Annotated[list[turns], Field(min_length=1, max_length=limits.max_conversations)]  # type: ignore[valid-type]
+
+    return SimpleNamespace(Turn=Turn, RecommendRequest=RecommendRequest, RespondRequest=RecommendRequest,
+                           AdaptRequest=AdaptRequest, limits=limits)
+
+
+def field_errors(exc) -> list[str]:
+    """``["turns.2.text: String should have at least 1 character", ...]`` from a pydantic ValidationError."""
+    return [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
