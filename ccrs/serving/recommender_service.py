@@ -1,0 +1,192 @@
+"""The recommender behind the API, without Ray: free-text turns → entities → ranked movies, per user.
+
+    svc = RecommenderService.load("runs/.../eval/best.pt", "runs/demo/prepared")
+    out = svc.recommend([Query(user_id=7, turns=[("seeker", "I loved Alien, any sci-fi?")], k=5)])
+    svc.adapt(7, [[("seeker", "..."), ("recommender", "try Alien")], ...])   # per-user MAML inner update
+
+Entities are linked in every turn with the dataset's linker, movie names included (at serving time
+movies arrive as text, not ``@id``), in order of first mention; each keeps the turn it was last
+mentioned in (the turn encoder's input). The next recommender turn is the one being predicted.
+
+**Users.** A user id the checkpoint was trained with uses its own embedding row; any other id uses
+the cold-start row 0 (trained by user dropout: the population-average user, see
+``ccrs/models/recommender.py``). **Adaptation**: the user's past conversations become recommendation
+samples (every recommender turn × each movie it names, context = what was mentioned before), and
+the MAML inner update of ``rec_meta`` (K steps, β) is run on them; the adapted parameters are kept
+in a bounded LRU cache keyed by (checkpoint version, user id), so a new checkpoint never serves
+another checkpoint's adaptation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+from ccrs import storage
+from ccrs.data.dataset import PreparedDataset
+from ccrs.data.linker import DEFAULT_STOPWORDS, EntityLinker
+from ccrs.data.rec_examples import COLD_START_USER, KnowledgeGraph, RecBatch
+from ccrs.inference.slots import display_name
+from ccrs.meta.maml import MAML
+from ccrs.meta.rec_tasks import rec_loss
+from ccrs.models.factory import load_recommender
+
+Turns = list[tuple[str, str]]  # (role, text)
+
+
+@dataclass
+class Query:
+    user_id: int | None
+    turns: Turns
+    k: int = 10
+
+
+@dataclass
+class Recommendation:
+    items: list[tuple[int, str, float]]  # (item index, name, score)
+    entities: list[tuple[int, str]]  # linked entities of the dialogue, first-mention order
+    user_known: bool
+    adapted: bool
+    p_u: Tensor = field(repr=False, default=None)  # (d,) user intention (Eq. 8), for the generator
+    ranked: list[int] = field(default_factory=list)  # top-50 item indices (slot filling)
+    mentioned_items: list[int] = field(default_factory=list)
+
+
+class RecommenderService:
+    def __init__(self, model, cfg, user_index: dict[int, int], kg: KnowledgeGraph, linker: EntityLinker,
+                 entity_names: list[str], version: str, cache_size: int = 128) -> None:
+        self.model, self.cfg, self.user_index, self.kg = model.eval(), cfg, user_index, kg
+        self.linker, self.entity_names, self.version = linker, entity_names, version
+        self.entity_to_item = kg.entity_to_item()
+        self.maml = MAML.from_config(self.model, rec_loss, cfg.rec_meta)
+        self.cache_size = cache_size
+        self._adapted: OrderedDict[tuple[str, int], dict[str, Tensor]] = OrderedDict()
+
+    @classmethod
+    def load(cls, rec_ckpt: str, prepared: str, cache_size: int = 128) -> RecommenderService:
+        """Safe loading; a missing or corrupt checkpoint raises ``CheckpointError`` naming it."""
+        ds = PreparedDataset.open(prepared)
+        kg = KnowledgeGraph.from_dataset(ds)
+        model, cfg, user_index = load_recommender(rec_ckpt, kg)
+        ents = ds.table("entities")
+        linker = EntityLinker.from_entities(
+            ents, stopwords=DEFAULT_STOPWORDS | {s.lower() for s in cfg.data.extra_stopwords},
+            min_chars=cfg.data.min_entity_name_chars, include_items=True)
+        names = [display_name(n) for n in ents.column("name").to_pylist()]
+        version = hashlib.sha256(storage.read_bytes(storage.resolve(rec_ckpt))).hexdigest()[:12]
+        return cls(model, cfg, user_index, kg, linker, names, version, cache_size)
+
+    # -- dialogue → recommender input ---------------------------------------------------------------
+    def link(self, turns: Turns) -> tuple[list[int], list[int]]:
+        """Entities of the dialogue in first-mention order, and the turn each was last mentioned in."""
+        last: dict[int, int] = {}
+        for t, (_role, text) in enumerate(turns):
+            for e in self.linker.entity_ids(text):
+                last[e] = t
+        return list(last), list(last.values())
+
+    def _row(self, user_id: int | None) -> tuple[int, bool]:
+        row = self.user_index.get(user_id) if user_id is not None else None
+        return (row, True) if row is not None else (COLD_START_USER, False)
+
+    def batch(self, queries: list[tuple[int | None, Turns]], labels: list[int] | None = None) -> RecBatch:
+        m = self.cfg.recommender.max_context_entities
+        ctxs = [self.link(turns) for _, turns in queries]
+        width = max([min(len(c), m) for c, _ in ctxs] + [1])
+        context = torch.zeros(len(queries), width, dtype=torch.long)
+        ctx_turns = torch.zeros_like(context)
+        mask = torch.zeros(len(queries), width, dtype=torch.bool)
+        for b, (c, t) in enumerate(ctxs):
+            c, t = c[-m:], t[-m:]
+            context[b, : len(c)], ctx_turns[b, : len(c)], mask[b, : len(c)] = torch.tensor(c), torch.tensor(t), True
+        return RecBatch(
+            sample_ids=torch.arange(len(queries)),
+            labels=torch.tensor(labels if labels is not None else [0] * len(queries), dtype=torch.long),
+            users=torch.tensor([self._row(u)[0] for u, _ in queries], dtype=torch.long),
+            context=context, context_turns=ctx_turns, context_mask=mask,
+            current_turn=torch.tensor([len(turns) for _, turns in queries], dtype=torch.long),
+            label_in_context=torch.zeros(len(queries), dtype=torch.bool),
+        )
+
+    # -- serving ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def recommend(self, queries: list[Query]) -> list[Recommendation]:
+        """One forward pass for the queries that use the global parameters, one per adapted user."""
+        out: list[Recommendation | None] = [None] * len(queries)
+        groups: dict[int | None, list[int]] = {}
+        for i, q in enumerate(queries):
+            key = q.user_id if (self.version, q.user_id) in self._adapted else None
+            groups.setdefault(key, []).append(i)
+        for user, idx in groups.items():
+            batch = self.batch([(queries[i].user_id, queries[i].turns) for i in idx])
+            params = self._adapted_params(user) if user is not None else None
+            scores = functional_call(self.model, params, (batch,)) if params else self.model(batch)
+            p_u = self.model.user_intention(batch) if params is None else _intention(self.model, params, batch)
+            top = torch.topk(scores, min(50, scores.shape[1]), dim=1)
+            for j, i in enumerate(idx):
+                q = queries[i]
+                ents, _ = self.link(q.turns)
+                items = [(int(it), self.entity_names[int(self.kg.item_entity_ids[it])], float(s))
+                         for it, s in zip(top.indices[j, : q.k], top.values[j, : q.k], strict=True)]
+                mentioned = [int(self.entity_to_item[e]) for e in ents if self.entity_to_item[e] >= 0]
+                out[i] = Recommendation(items, [(e, self.entity_names[e]) for e in ents], self._row(q.user_id)[1],
+                                        user is not None, p_u[j], top.indices[j].tolist(), mentioned)
+        return out  # type: ignore[return-value]
+
+    def _adapted_params(self, user_id: int) -> dict[str, Tensor]:
+        key = (self.version, user_id)
+        self._adapted.move_to_end(key)
+        return self._adapted[key]
+
+    # -- per-user customization ------------------------------------------------------------------------
+    def samples(self, user_id: int, conversations: list[Turns]) -> RecBatch | None:
+        """Recommendation samples of past conversations: each recommender turn × each movie it names."""
+        queries, labels = [], []
+        for conv in conversations:
+            for t, (role, text) in enumerate(conv):
+                if role != "recommender" or t == 0:
+                    continue
+                items = [int(self.entity_to_item[e]) for e in self.linker.entity_ids(text) if self.entity_to_item[e] >= 0]
+                for it in dict.fromkeys(items):
+                    queries.append((user_id, conv[:t]))
+                    labels.append(it)
+        return self.batch(queries, labels) if queries else None
+
+    def adapt(self, user_id: int, conversations: list[Turns]) -> int:
+        """MAML inner update (Eq. 13) on the user's past conversations; returns the number of samples."""
+        support = self.samples(user_id, conversations)
+        if support is None:
+            raise ValueError("no recommendation sample in these conversations: no recommender turn names a known movie")
+        with torch.enable_grad():
+            params = self.maml.adapt(support, create_graph=False)
+        key = (self.version, user_id)
+        self._adapted[key] = {k: v.detach() for k, v in params.items()}
+        self._adapted.move_to_end(key)
+        while len(self._adapted) > self.cache_size:
+            self._adapted.popitem(last=False)
+        return len(support.labels)
+
+    @property
+    def cache_len(self) -> int:
+        return len(self._adapted)
+
+
+class _Intention(torch.nn.Module):
+    """``model.user_intention`` as a module's forward, so ``functional_call`` can swap in adapted params."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: RecBatch) -> Tensor:
+        return self.model.user_intention(batch)
+
+
+def _intention(model, params: dict[str, Tensor], batch: RecBatch) -> Tensor:
+    """p_u (Eq. 8) with adapted parameters."""
+    return functional_call(_Intention(model), {f"model.{k}": v for k, v in params.items()}, (batch,))

@@ -1,0 +1,71 @@
+"""The recommender service on synthetic data: free text in, named movies out; cold start; adaptation."""
+
+import pytest
+import torch
+
+from ccrs.data.dataset import PreparedDataset
+from ccrs.serving.recommender_service import Query, RecommenderService
+from ccrs.train.checkpoint import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def svc(synth_prepared, synth_rec_ckpt):
+    return RecommenderService.load(synth_rec_ckpt, synth_prepared, cache_size=2)
+
+
+def _movie_names(prepared, n=3):
+    ents = PreparedDataset.open(prepared).table("entities").to_pylist()
+    return [e["name"] for e in ents if e["is_item"]][:n]
+
+
+def test_free_text_is_linked_and_named_movies_come_back(svc, synth_prepared):
+    a, b, _ = _movie_names(synth_prepared)
+    turns = [("seeker", f"I loved {a} and {b}!"), ("recommender", "nice"), ("seeker", f"more like {a} please")]
+    ents, last = svc.link(turns)
+    assert len(ents) >= 2 and last[0] == 2  # a was mentioned last in turn 2
+    (rec,) = svc.recommend([Query(user_id=None, turns=turns, k=5)])
+    assert len(rec.items) == 5 and not rec.user_known and not rec.adapted
+    assert [s for _, _, s in rec.items] == sorted((s for _, _, s in rec.items), reverse=True)
+    assert all(isinstance(name, str) and name for _, name, _ in rec.items)
+    assert len(rec.mentioned_items) >= 2 and rec.p_u.shape == (svc.cfg.recommender.entity_dim,)
+
+
+def test_known_users_differ_from_cold_start_and_unknown_ids_are_cold_start(svc, synth_prepared):
+    a, _, _ = _movie_names(synth_prepared)
+    turns = [("seeker", f"I like {a}")]
+    known = next(iter(svc.user_index))
+    out = svc.recommend([Query(known, turns), Query(None, turns), Query(10**9, turns)])
+    assert out[0].user_known and not out[1].user_known and not out[2].user_known
+    assert [i for i, *_ in out[1].items] == [i for i, *_ in out[2].items]
+    assert not torch.allclose(out[0].p_u, out[1].p_u)
+
+
+def test_adaptation_changes_that_user_only_and_the_cache_is_bounded(svc, synth_prepared):
+    a, b, c = _movie_names(synth_prepared)
+    users = list(svc.user_index)[:4]
+    turns = [("seeker", f"I like {a}")]
+    before = svc.recommend([Query(u, turns) for u in users[:2]])
+    past = [[("seeker", f"I enjoyed {a}"), ("recommender", f"then watch {b}"), ("recommender", f"or {c}")]] * 3
+    assert svc.adapt(users[0], past) == 6
+    after = svc.recommend([Query(u, turns) for u in users[:2]])
+    assert after[0].adapted and not after[1].adapted
+    shift = (after[0].p_u - before[0].p_u).abs().max().item()
+    assert shift > 1e-5, shift  # the adapted user's intention moved, far beyond float noise (~1e-7)
+    # the other user: same ranking, same scores (up to float noise from a different batch shape)
+    assert [i for i, *_ in after[1].items] == [i for i, *_ in before[1].items]
+    assert [s for *_, s in after[1].items] == pytest.approx([s for *_, s in before[1].items], abs=1e-5)
+    for u in users[1:4]:
+        svc.adapt(u, past)
+    assert svc.cache_len == 2  # LRU: the oldest adaptations were dropped
+    assert not svc.recommend([Query(users[0], turns)])[0].adapted
+    with pytest.raises(ValueError, match="no recommendation sample"):
+        svc.adapt(users[0], [[("seeker", "hello"), ("recommender", "hi there")]])
+
+
+def test_missing_or_corrupt_checkpoint_is_a_clear_error(synth_prepared, tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint there"):
+        RecommenderService.load(str(tmp_path / "nope.pt"), synth_prepared)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 10)
+    with pytest.raises(CheckpointError, match="not a readable"):
+        RecommenderService.load(str(bad), synth_prepared)
