@@ -1,0 +1,49 @@
+"""The generator service: a response for free-text turns with slots filled from the ranking, μ returned."""
+
+import pytest
+import torch
+
+from ccrs.config import load_config
+from ccrs.data.tokenizer import WordTokenizer
+from ccrs.models.generator import build_generator, generator_payload
+from ccrs.serving.generator_service import GeneratorService, Reply
+from ccrs.train.checkpoint import CheckpointError, save_checkpoint
+from tests.conftest import TINY_GEN
+
+
+@pytest.fixture()
+def service(tmp_path):
+    # no_repeat_ngram=1: no word twice, so the biased model says "try __item__ ..."
+    cfg = load_config(None, [*TINY_GEN, "generator.max_response_tokens=6", "generator.no_repeat_ngram=1"])
+    tok = WordTokenizer.build(["try __item__ it is great", "hello there"], 1, "__item__")
+    torch.manual_seed(0)
+    model = build_generator(cfg.generator, tok, user_dim=4)
+    with torch.no_grad():
+        model.output_bias.fill_(-50.0)
+        model.output_bias[tok.index["try"]] = 50.0
+        model.output_bias[tok.index["__item__"]] = 40.0
+    path = tmp_path / "gen.pt"
+    save_checkpoint(str(path), generator_payload(model, cfg, tok, 4))
+    return GeneratorService.load(str(path)), tok
+
+
+def test_response_fills_slots_with_unmentioned_ranked_items_and_returns_the_mixture(service):
+    svc, _tok = service
+    replies = [Reply([("seeker", "hello there")], torch.randn(4), ranked_items=[3, 1, 2], mentioned_items=[3])]
+    (out,) = svc.respond(replies, {1: "Alien", 2: "Heat", 3: "Up"})
+    assert out.tokens[:2] == ["try", "__item__"]
+    assert out.text.startswith("try Alien") and out.items == [1]  # 3 was mentioned: skipped
+    assert out.style_mixture is not None and sum(out.style_mixture) == pytest.approx(1, abs=1e-3)
+
+
+def test_context_is_truncated_to_the_last_tokens(service):
+    svc, tok = service
+    ids = svc.context_ids([("seeker", "hello there " * 200)])
+    assert len(ids) == svc.cfg.generator.max_context_tokens and ids[-1] == tok.end_id
+
+
+def test_corrupt_generator_checkpoint(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError):
+        GeneratorService.load(str(bad))
