@@ -94,9 +94,11 @@ class RecommenderService:
         row = self.user_index.get(user_id) if user_id is not None else None
         return (row, True) if row is not None else (COLD_START_USER, False)
 
-    def batch(self, queries: list[tuple[int | None, Turns]], labels: list[int] | None = None) -> RecBatch:
+    def batch(self, queries: list[tuple[int | None, Turns]], labels: list[int] | None = None,
+              contexts: list[tuple[list[int], list[int]]] | None = None) -> RecBatch:
+        """``contexts``: the queries' :meth:`link` results when the caller already has them."""
         m = self.cfg.recommender.max_context_entities
-        ctxs = [self.link(turns) for _, turns in queries]
+        ctxs = contexts if contexts is not None else [self.link(turns) for _, turns in queries]
         width = max([min(len(c), m) for c, _ in ctxs] + [1])
         context = torch.zeros(len(queries), width, dtype=torch.long)
         ctx_turns = torch.zeros_like(context)
@@ -123,14 +125,15 @@ class RecommenderService:
             key = q.user_id if (self.version, q.user_id) in self._adapted else None
             groups.setdefault(key, []).append(i)
         for user, idx in groups.items():
-            batch = self.batch([(queries[i].user_id, queries[i].turns) for i in idx])
+            contexts = [self.link(queries[i].turns) for i in idx]  # linked once, used for input and output
+            batch = self.batch([(queries[i].user_id, queries[i].turns) for i in idx], contexts=contexts)
             params = self._adapted_params(user) if user is not None else None
             scores = functional_call(self.model, params, (batch,)) if params else self.model(batch)
             p_u = self.model.user_intention(batch) if params is None else _intention(self.model, params, batch)
             top = torch.topk(scores, min(50, scores.shape[1]), dim=1)
             for j, i in enumerate(idx):
                 q = queries[i]
-                ents, _ = self.link(q.turns)
+                ents = contexts[j][0]
                 items = [(int(it), self.entity_names[int(self.kg.item_entity_ids[it])], float(s))
                          for it, s in zip(top.indices[j, : q.k], top.values[j, : q.k], strict=True)]
                 mentioned = [int(self.entity_to_item[e]) for e in ents if self.entity_to_item[e] >= 0]

@@ -44,9 +44,9 @@ def evaluate_and_save(model, data: GenData, cfg: CCRSConfig, out_loc, meta: dict
         if cfg.gen_train.max_generate:
             index = index[: cfg.gen_train.max_generate]
         report = evaluate_generator(model, data, index, cfg.generator, cfg.gen_train.eval_batch_size)
-        if progress:
-            print(f"{part}: {_summary(report.metrics())}", flush=True)
         reports[part] = report.save(out_loc, part, meta)["metrics"] if out_loc is not None else report.metrics()
+        if progress:
+            print(f"{part}: {_summary(reports[part])}", flush=True)
     return reports
 
 
