@@ -186,6 +186,15 @@ def _cmd_eval_rec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from serve.local import serve_forever  # Ray stays out of the library: the app lives in serve/
+
+    serve_forever({"rec_ckpt": args.rec_ckpt, "gen_ckpt": args.gen_ckpt, "data": args.data,
+                   "cache_size": args.cache_size, "max_batch_size": args.max_batch_size,
+                   "batch_wait_timeout_s": args.batch_wait_timeout_s}, args.host, args.port)
+    return 0
+
+
 def _cmd_config_show(args: argparse.Namespace) -> int:
     print(dump_config(load_config(args.config, args.overrides)), end="")
     return 0
@@ -279,6 +288,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     _add_config_args(p)
     p.set_defaults(func=_cmd_eval_rec)
+
+    p = sub.add_parser("serve", help="the recommender + generator HTTP API and chat page on Ray Serve (local)")
+    p.add_argument("--rec-ckpt", required=True, help="recommender best.pt (local path or s3://)")
+    p.add_argument("--gen-ckpt", required=True, help="generator best.pt (local path or s3://)")
+    p.add_argument("--data", required=True, help="the prepared dataset the recommender was trained on (KG, linker)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--cache-size", type=int, default=1024, help="adapted users kept (LRU)")
+    p.add_argument("--max-batch-size", type=int, default=16)
+    p.add_argument("--batch-wait-timeout-s", type=float, default=0.01)
+    p.set_defaults(func=_cmd_serve)
 
     cfg = sub.add_parser("config", help="show the resolved configuration")
     csub = cfg.add_subparsers(dest="config_command", required=True)

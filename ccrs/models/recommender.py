@@ -161,6 +161,14 @@ class Recommender(nn.Module):
             turn_weights = self.turn_encoder(batch.context_turns, batch.current_turn, batch.context_mask)  # μ^o, Eq. 7
         return self.intention(h_u, batch.context_mask, turn_weights), items  # Eq. 8
 
+    def relation_weights(self, users: Tensor) -> Tensor | None:
+        r"""The user-specific relation weights :math:`\gamma^i_{r,u}` (Eq. 2) of ``users`` (U,), averaged over
+        the heads of each layer: ``(U, L, R)``; ``None`` for ``kbrd`` (no user-guided attention)."""
+        if self.variant == "kbrd":
+            return None
+        emb = self.user_embedding(users)  # (U, user_dim)
+        return torch.stack([conv.user_gamma(emb).mean(-1) for conv in self.encoder], dim=1)
+
     def item_table(self, encoded: Tensor | None = None) -> Tensor:
         """H̃ (n_items, d) of Eq. 8 (module docstring)."""
         if self.item_table_mode == "embedding":

@@ -39,11 +39,19 @@ from ccrs.models.factory import load_recommender
 Turns = list[tuple[str, str]]  # (role, text)
 
 
+Params = dict[str, Tensor]  # adapted inner parameters of one user (``MAML.adapt``)
+
+
+class NoAdaptationSamples(ValueError):
+    """The conversations given for adaptation contain no recommendation sample (a client error)."""
+
+
 @dataclass
 class Query:
     user_id: int | None
     turns: Turns
     k: int = 10
+    attention: bool = False  # also return the user's per-relation weights
 
 
 @dataclass
@@ -55,12 +63,15 @@ class Recommendation:
     p_u: Tensor = field(repr=False, default=None)  # (d,) user intention (Eq. 8), for the generator
     ranked: list[int] = field(default_factory=list)  # top-50 item indices (slot filling)
     mentioned_items: list[int] = field(default_factory=list)
+    attention: dict[str, float] | None = None  # relation name → γ_{r,u} (Eq. 2), mean over heads and layers
 
 
 class RecommenderService:
     def __init__(self, model, cfg, user_index: dict[int, int], kg: KnowledgeGraph, linker: EntityLinker,
-                 entity_names: list[str], version: str, cache_size: int = 128) -> None:
+                 entity_names: list[str], version: str, cache_size: int = 128,
+                 relation_names: list[str] | None = None) -> None:
         self.model, self.cfg, self.user_index, self.kg = model.eval(), cfg, user_index, kg
+        self.relation_names = relation_names or [f"relation_{r}" for r in range(kg.num_relations)]
         self.linker, self.entity_names, self.version = linker, entity_names, version
         self.entity_to_item = kg.entity_to_item()
         self.maml = MAML.from_config(self.model, rec_loss, cfg.rec_meta)
@@ -79,7 +90,8 @@ class RecommenderService:
             min_chars=cfg.data.min_entity_name_chars, include_items=True)
         names = [display_name(n) for n in ents.column("name").to_pylist()]
         version = hashlib.sha256(storage.read_bytes(storage.resolve(rec_ckpt))).hexdigest()[:12]
-        return cls(model, cfg, user_index, kg, linker, names, version, cache_size)
+        relations = ds.table("relations").sort_by("id").column("name").to_pylist()
+        return cls(model, cfg, user_index, kg, linker, names, version, cache_size, relations)
 
     # -- dialogue → recommender input ---------------------------------------------------------------
     def link(self, turns: Turns) -> tuple[list[int], list[int]]:
@@ -117,19 +129,28 @@ class RecommenderService:
 
     # -- serving ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def recommend(self, queries: list[Query]) -> list[Recommendation]:
-        """One forward pass for the queries that use the global parameters, one per adapted user."""
+    def recommend(self, queries: list[Query], adapted: dict[int, Params] | None = None) -> list[Recommendation]:
+        """One forward pass for the queries that use the global parameters, one per adapted user.
+
+        ``adapted``: user id → adapted parameters held elsewhere (the Serve app keeps them in a
+        shared store so every replica sees them); by default this service's own LRU cache.
+        """
+        if adapted is None:
+            adapted = {q.user_id: self._adapted_params(q.user_id) for q in queries
+                       if (self.version, q.user_id) in self._adapted}
         out: list[Recommendation | None] = [None] * len(queries)
         groups: dict[int | None, list[int]] = {}
         for i, q in enumerate(queries):
-            key = q.user_id if (self.version, q.user_id) in self._adapted else None
-            groups.setdefault(key, []).append(i)
+            groups.setdefault(q.user_id if q.user_id in adapted else None, []).append(i)
         for user, idx in groups.items():
             contexts = [self.link(queries[i].turns) for i in idx]  # linked once, used for input and output
             batch = self.batch([(queries[i].user_id, queries[i].turns) for i in idx], contexts=contexts)
-            params = self._adapted_params(user) if user is not None else None
+            params = adapted[user] if user is not None else None
             scores = functional_call(self.model, params, (batch,)) if params else self.model(batch)
-            p_u = self.model.user_intention(batch) if params is None else _intention(self.model, params, batch)
+            p_u = _call(self.model, params, "user_intention", batch)
+            gamma = None
+            if any(queries[i].attention for i in idx):
+                gamma = _call(self.model, params, "relation_weights", batch.users)  # (B, L, R) or None
             top = torch.topk(scores, min(50, scores.shape[1]), dim=1)
             for j, i in enumerate(idx):
                 q = queries[i]
@@ -137,8 +158,11 @@ class RecommenderService:
                 items = [(int(it), self.entity_names[int(self.kg.item_entity_ids[it])], float(s))
                          for it, s in zip(top.indices[j, : q.k], top.values[j, : q.k], strict=True)]
                 mentioned = [int(self.entity_to_item[e]) for e in ents if self.entity_to_item[e] >= 0]
+                attention = None
+                if q.attention and gamma is not None:
+                    attention = {n: round(float(w), 5) for n, w in zip(self.relation_names, gamma[j].mean(0), strict=True)}
                 out[i] = Recommendation(items, [(e, self.entity_names[e]) for e in ents], self._row(q.user_id)[1],
-                                        user is not None, p_u[j], top.indices[j].tolist(), mentioned)
+                                        user is not None, p_u[j], top.indices[j].tolist(), mentioned, attention)
         return out  # type: ignore[return-value]
 
     def _adapted_params(self, user_id: int) -> dict[str, Tensor]:
@@ -160,36 +184,44 @@ class RecommenderService:
                     labels.append(it)
         return self.batch(queries, labels) if queries else None
 
-    def adapt(self, user_id: int, conversations: list[Turns]) -> int:
-        """MAML inner update (Eq. 13) on the user's past conversations; returns the number of samples."""
+    def adaptation(self, user_id: int, conversations: list[Turns]) -> tuple[Params, int]:
+        """MAML inner update (Eq. 13) on the user's past conversations: (adapted params, samples)."""
         support = self.samples(user_id, conversations)
         if support is None:
-            raise ValueError("no recommendation sample in these conversations: no recommender turn names a known movie")
+            raise NoAdaptationSamples(
+                "no recommendation sample in these conversations: no recommender turn names a known movie")
         with torch.enable_grad():
             params = self.maml.adapt(support, create_graph=False)
+        return {k: v.detach() for k, v in params.items()}, len(support.labels)
+
+    def adapt(self, user_id: int, conversations: list[Turns]) -> int:
+        """:meth:`adaptation` kept in this service's LRU cache; returns the number of samples."""
+        params, n = self.adaptation(user_id, conversations)
         key = (self.version, user_id)
-        self._adapted[key] = {k: v.detach() for k, v in params.items()}
+        self._adapted[key] = params
         self._adapted.move_to_end(key)
         while len(self._adapted) > self.cache_size:
             self._adapted.popitem(last=False)
-        return len(support.labels)
+        return n
 
     @property
     def cache_len(self) -> int:
         return len(self._adapted)
 
 
-class _Intention(torch.nn.Module):
-    """``model.user_intention`` as a module's forward, so ``functional_call`` can swap in adapted params."""
+class _Method(torch.nn.Module):
+    """A method of the model as a module's forward, so ``functional_call`` can swap in adapted params."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, name: str) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.name = model, name
 
-    def forward(self, batch: RecBatch) -> Tensor:
-        return self.model.user_intention(batch)
+    def forward(self, *args):
+        return getattr(self.model, self.name)(*args)
 
 
-def _intention(model, params: dict[str, Tensor], batch: RecBatch) -> Tensor:
-    """p_u (Eq. 8) with adapted parameters."""
-    return functional_call(_Intention(model), {f"model.{k}": v for k, v in params.items()}, (batch,))
+def _call(model, params: Params | None, name: str, *args):
+    """``model.<name>(*args)`` with the global parameters, or with adapted ``params``."""
+    if params is None:
+        return getattr(model, name)(*args)
+    return functional_call(_Method(model, name), {f"model.{k}": v for k, v in params.items()}, args)

@@ -57,10 +57,16 @@ class RecommendResponse(_Strict):
     attention: dict[str, float] | None = None
 
 
+class SlotItem(_Strict):
+    item_id: int
+    name: str
+
+
 class RespondResponse(_Strict):
     response: str
-    items: list[Item]
-    style_mixture: list[float] | None
+    items: list[Item]  # the recommender's top-k for this dialogue
+    style_mixture: list[float] | None  # μ_u^m (Eq. 9); None for variants without styles
+    slot_items: list[SlotItem]  # the movies placed in the response's item slots, in order
 
 
 class AdaptResponse(_Strict):

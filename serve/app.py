@@ -1,0 +1,203 @@
+"""The HTTP API: a FastAPI ingress composing the ``Recommender`` and ``Generator`` deployments.
+
+    serve run serve/config.yaml                        # the shipped config (edit the URIs)
+    ccrs serve --rec-ckpt URI --gen-ckpt URI --data URI --port 8000
+    curl -s localhost:8000/v1/recommend -H 'content-type: application/json' \\
+         -d '{"user_id": 7, "turns": [{"role": "seeker", "text": "I loved Alien, any sci-fi?"}], "k": 5}'
+
+Endpoints (OpenAPI schema at ``/docs`` and ``/openapi.json``): ``POST /v1/recommend``,
+``POST /v1/respond``, ``POST /v1/users/{user_id}/adapt``, ``GET /healthz``, ``GET /v1/info``,
+``GET /v1/stats`` (batch sizes each model replica formed), ``GET /`` (the chat page).
+
+Errors: a body that is not JSON → 400; a body over ``max_body_bytes`` → 413; a body that does not
+match the schema → 422 whose ``fields`` name each bad field (``turns.2.text: ...``); adaptation
+conversations with no recommendation sample → 422 naming ``conversations``. Anything raised inside
+a deployment → 500 with the request id (also in the ``x-request-id`` header), logged with its
+traceback; the replica keeps serving.
+"""
+
+# no `from __future__ import annotations`: FastAPI must see the request classes built in ingress()
+import logging
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from ccrs.serving.generator_service import Reply
+from ccrs.serving.recommender_service import NoAdaptationSamples, Query, Recommendation
+from ccrs.serving.schemas import (
+    AdaptResponse,
+    Entity,
+    Item,
+    RecommendResponse,
+    RespondResponse,
+    ServeLimits,
+    SlotItem,
+    api_models,
+)
+from serve.deployments import AdaptationStore, Generator, Recommender
+
+log = logging.getLogger("ray.serve")
+PAGE = Path(__file__).with_name("static") / "index.html"
+
+
+def _request_id(request: Request) -> str:
+    try:
+        return serve.context._get_serve_request_context().request_id  # the id Serve logs and returns
+    except Exception:  # outside Serve (unit use)
+        return request.headers.get("x-request-id", "")
+
+
+def _error(status: int, message: str, request: Request, fields: list[str] | None = None) -> JSONResponse:
+    body = {"error": message, "request_id": _request_id(request)}
+    if fields is not None:
+        body["fields"] = fields
+    return JSONResponse(body, status_code=status)
+
+
+def build_api(limits: ServeLimits) -> FastAPI:
+    """The FastAPI app (routes are bound to the ingress class by :func:`ingress`)."""
+    models = api_models(limits)
+    api = FastAPI(title="ccrs", version="1", description=__doc__.split("\n\n")[2])
+
+    @api.middleware("http")
+    async def body_limit(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > limits.max_body_bytes):
+            return _error(413, f"body: larger than max_body_bytes={limits.max_body_bytes}", request, ["body"])
+        return await call_next(request)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            msg = next(e for e in errors if e.get("type") == "json_invalid")
+            return _error(400, f"body: malformed JSON ({msg.get('ctx', {}).get('error', msg['msg'])})", request, ["body"])
+        fields = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors]
+        return _error(422, "invalid request", request, fields)
+
+    api.state.models = models
+    return api
+
+
+def ingress(limits: ServeLimits):
+    """The ``Ingress`` deployment class for ``limits`` (the request schemas depend on them)."""
+    api = build_api(limits)
+    m = api.state.models
+    RecommendRequest, AdaptRequest = m.RecommendRequest, m.AdaptRequest  # noqa: N806
+
+    class InfoResponse(BaseModel):
+        model_config = ConfigDict(extra="allow")
+
+    @serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.1})
+    @serve.ingress(api)
+    class Ingress:
+        def __init__(self, recommender: DeploymentHandle, generator: DeploymentHandle) -> None:
+            self.rec, self.gen = recommender, generator
+
+        async def _recommend(self, req) -> Recommendation:
+            turns = [(t.role, t.text) for t in req.turns]
+            return await self.rec.recommend.remote(Query(req.user_id, turns, req.k, getattr(req, "attention", False)))
+
+        @staticmethod
+        def _items(rec: Recommendation) -> list[Item]:
+            return [Item(item_id=i, name=n, score=round(s, 5)) for i, n, s in rec.items]
+
+        @api.post("/v1/recommend", response_model=RecommendResponse)
+        async def recommend(self, req: RecommendRequest, request: Request):
+            try:
+                rec = await self._recommend(req)
+            except Exception as exc:
+                return self._internal(exc, request)
+            return RecommendResponse(items=self._items(rec), user_known=rec.user_known, attention=rec.attention,
+                                     entities=[Entity(entity_id=e, name=n) for e, n in rec.entities])
+
+        @api.post("/v1/respond", response_model=RespondResponse)
+        async def respond(self, req: RecommendRequest, request: Request):
+            try:
+                rec = await self._recommend(req)
+                names = await self.rec.item_names.remote(rec.ranked)
+                reply = Reply([(t.role, t.text) for t in req.turns], rec.p_u, rec.ranked, rec.mentioned_items)
+                out = await self.gen.respond.remote(req.user_id, reply, names)
+            except Exception as exc:
+                return self._internal(exc, request)
+            return RespondResponse(response=out.text, items=self._items(rec), style_mixture=out.style_mixture,
+                                   slot_items=[SlotItem(item_id=i, name=names[i]) for i in out.items])
+
+        @api.post("/v1/users/{user_id}/adapt", response_model=AdaptResponse)
+        async def adapt(self, user_id: Annotated[int, PathParam(ge=0)], req: AdaptRequest, request: Request):
+            convs = [[(t.role, t.text) for t in conv] for conv in req.conversations]
+            try:
+                return AdaptResponse(**await self.rec.adapt.remote(user_id, convs))
+            except NoAdaptationSamples as exc:
+                return _error(422, "invalid request", request, [f"conversations: {exc}"])
+            except Exception as exc:
+                return self._internal(exc, request)
+
+        @api.get("/healthz")
+        async def healthz(self) -> dict:
+            return {"status": "ok"}
+
+        @api.get("/v1/info", response_model=InfoResponse)
+        async def info(self) -> dict:
+            rec, gen = await self.rec.info.remote(), await self.gen.info.remote()
+            return {"recommender": rec, "generator": gen, "items": rec["items"],
+                    "checkpoint_versions": {"recommender": rec["version"], "generator": gen["version"]},
+                    "limits": vars(limits)}
+
+        @api.get("/v1/stats")
+        async def stats(self) -> dict:
+            return {"recommender": await self.rec.stats.remote(), "generator": await self.gen.stats.remote()}
+
+        @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+        async def page(self) -> str:
+            return PAGE.read_text()
+
+        @staticmethod
+        def _internal(exc: Exception, request: Request) -> JSONResponse:
+            rid = _request_id(request)
+            log.error("request %s failed: %s", rid, exc, exc_info=exc)
+            return _error(500, f"internal error ({type(exc).__name__}); quote request_id {rid}", request)
+
+    return Ingress
+
+
+class AppArgs(BaseModel):
+    """Arguments of :func:`build_app` (``serve run serve.app:build_app rec_ckpt=... ...``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rec_ckpt: str = ""  # URIs may instead come from the deployments' user_config (serve/config.yaml)
+    gen_ckpt: str = ""
+    data: str = ""
+    cache_size: int = 1024
+    max_batch_size: int = 16
+    batch_wait_timeout_s: float = 0.01
+    max_turns: int = 50
+    max_turn_chars: int = 2000
+    max_k: int = 100
+    max_conversations: int = 50
+    max_body_bytes: int = 1_000_000
+    fail_user_ids: list[int] = []  # fault injection: requests for these users raise in the Recommender (tests)
+
+
+def build_app(args: dict):
+    """The application: ``Ingress(Recommender(AdaptationStore), Generator)`` with URIs in ``user_config``."""
+    a = AppArgs(**args)
+    limits = ServeLimits(max_turns=a.max_turns, max_turn_chars=a.max_turn_chars, max_k=a.max_k,
+                         default_k=min(10, a.max_k), max_conversations=a.max_conversations,
+                         max_body_bytes=a.max_body_bytes)
+    batching = {"max_batch_size": a.max_batch_size, "batch_wait_timeout_s": a.batch_wait_timeout_s}
+    # max_ongoing_requests >= max_batch_size, or batches never fill (see ../shared notes)
+    ongoing = max(2 * a.max_batch_size, 32)
+    store = AdaptationStore.options(user_config={"cache_size": a.cache_size}).bind()
+    rec = Recommender.options(user_config={"rec_ckpt": a.rec_ckpt, "data": a.data, **batching,
+                                           "fail_user_ids": a.fail_user_ids},
+                              max_ongoing_requests=ongoing).bind(store)
+    gen = Generator.options(user_config={"gen_ckpt": a.gen_ckpt, **batching}, max_ongoing_requests=ongoing).bind()
+    return ingress(limits).options(max_ongoing_requests=4 * ongoing).bind(rec, gen)

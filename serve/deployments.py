@@ -1,0 +1,193 @@
+"""The model deployments: ``Recommender``, ``Generator`` and the shared ``AdaptationStore``.
+
+Each model deployment is a thin shell around a Ray-free service of ``ccrs.serving``. Checkpoint
+URIs arrive through ``user_config`` (:meth:`reconfigure`), so ``serve deploy`` with a new URI rolls a
+checkpoint out without restarting replicas; a missing or corrupt checkpoint raises in
+``reconfigure`` and the deployment fails to start with that message (an update keeps the old
+replicas serving). Model calls go through ``@serve.batch``; the batch size and wait are part of the
+``user_config`` too, and every replica counts the batch sizes it formed (``stats``).
+
+**Adaptation across replicas.** ``POST /v1/users/{id}/adapt`` runs the MAML inner update on one
+Recommender replica and puts the adapted parameters into ``AdaptationStore`` (one replica, a
+bounded LRU keyed by (checkpoint version, user id)); every Recommender replica looks the batch's
+users up there, so an adapted user is served customised by any replica, including ones autoscaling
+starts later. A rollout changes the version, so old adaptations are never applied to a new model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field, fields
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from ccrs.serving.generator_service import GeneratorService, Reply, Response
+from ccrs.serving.recommender_service import Params, Query, Recommendation, RecommenderService
+
+log = logging.getLogger("ray.serve")
+
+
+class InjectedFault(RuntimeError):
+    """Raised for ``fail_user_ids`` (a documented fault-injection knob for testing the 5xx path)."""
+
+
+_REQUIRED = ""  # default of the required URIs: absent or empty is an error
+
+
+def _settings(cls, config: dict, deployment: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"{deployment} user_config: unknown key(s) {unknown}; known: {sorted(known)}")
+    missing = [f.name for f in fields(cls) if f.default == _REQUIRED and not config.get(f.name)]
+    if missing:
+        raise ValueError(f"{deployment} user_config: missing {missing}")
+    s = cls(**config)
+    if s.max_batch_size < 1 or s.batch_wait_timeout_s < 0:
+        raise ValueError(f"{deployment} user_config: max_batch_size must be >= 1 and batch_wait_timeout_s >= 0")
+    return s
+
+
+@dataclass
+class RecommenderSettings:
+    rec_ckpt: str = _REQUIRED
+    data: str = _REQUIRED  # the prepared dataset: KG, entity names, linker
+    max_batch_size: int = 16
+    batch_wait_timeout_s: float = 0.01
+    fail_user_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class GeneratorSettings:
+    gen_ckpt: str = _REQUIRED
+    max_batch_size: int = 16
+    batch_wait_timeout_s: float = 0.01
+    fail_user_ids: list[int] = field(default_factory=list)
+
+
+@serve.deployment(name="AdaptationStore", num_replicas=1, ray_actor_options={"num_cpus": 0})
+class AdaptationStore:
+    """Adapted inner parameters per (checkpoint version, user id), least recently used evicted first."""
+
+    def __init__(self) -> None:
+        self.capacity = 1024
+        self._lru: OrderedDict[tuple[str, int], Params] = OrderedDict()
+
+    def reconfigure(self, config: dict) -> None:
+        unknown = sorted(set(config) - {"cache_size"})
+        if unknown:
+            raise ValueError(f"AdaptationStore user_config: unknown key(s) {unknown}; known: ['cache_size']")
+        self.capacity = int(config.get("cache_size", self.capacity))
+        if self.capacity < 1:
+            raise ValueError("AdaptationStore user_config: cache_size must be >= 1")
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self._lru) > self.capacity:
+            self._lru.popitem(last=False)
+
+    def put(self, version: str, user_id: int, params: Params) -> int:
+        self._lru[(version, user_id)] = params
+        self._lru.move_to_end((version, user_id))
+        self._trim()
+        return len(self._lru)
+
+    def get_many(self, version: str, user_ids: list[int]) -> dict[int, Params]:
+        out = {}
+        for u in user_ids:
+            if (version, u) in self._lru:
+                self._lru.move_to_end((version, u))
+                out[u] = self._lru[(version, u)]
+        return out
+
+    def size(self) -> int:
+        return len(self._lru)
+
+
+@serve.deployment(name="Recommender", ray_actor_options={"num_cpus": 0.5})
+class Recommender:
+    def __init__(self, store: DeploymentHandle) -> None:
+        self.store = store
+        self.svc: RecommenderService | None = None
+        self.settings: RecommenderSettings | None = None
+        self.batch_sizes: Counter[int] = Counter()
+
+    def reconfigure(self, config: dict) -> None:
+        s = _settings(RecommenderSettings, config, "Recommender")
+        if self.svc is None or (s.rec_ckpt, s.data) != (self.settings.rec_ckpt, self.settings.data):
+            self.svc = RecommenderService.load(s.rec_ckpt, s.data)  # CheckpointError names the URI
+            log.info("Recommender: loaded %s (version %s, %d items)", s.rec_ckpt, self.svc.version, self.svc.kg.num_items)
+        self.settings = s
+        self._batch.set_max_batch_size(s.max_batch_size)
+        self._batch.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
+
+    async def recommend(self, query: Query) -> Recommendation:
+        return await self._batch(query)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    async def _batch(self, queries: list[Query]) -> list[Recommendation]:
+        self.batch_sizes[len(queries)] += 1
+        if any(q.user_id in self.settings.fail_user_ids for q in queries):
+            raise InjectedFault(f"injected fault for user ids {self.settings.fail_user_ids}")
+        svc = self.svc  # a reconfigure during the forward pass must not mix two models
+        users = sorted({q.user_id for q in queries if q.user_id is not None})
+        adapted = await self.store.get_many.remote(svc.version, users) if users else {}
+        return await asyncio.to_thread(svc.recommend, queries, adapted)  # the event loop keeps batching
+
+    async def adapt(self, user_id: int, conversations: list[list[tuple[str, str]]]) -> dict:
+        svc = self.svc
+        params, n = await asyncio.to_thread(svc.adaptation, user_id, conversations)
+        size = await self.store.put.remote(svc.version, user_id, params)
+        return {"user_id": user_id, "support_samples": n, "cache_size": size, "checkpoint_version": svc.version}
+
+    def item_names(self, items: list[int]) -> dict[int, str]:
+        return {i: self.svc.entity_names[int(self.svc.kg.item_entity_ids[i])] for i in items}
+
+    def info(self) -> dict:
+        return {"checkpoint": self.settings.rec_ckpt, "data": self.settings.data, "version": self.svc.version,
+                "variant": self.svc.cfg.recommender.variant, "items": self.svc.kg.num_items,
+                "known_users": len(self.svc.user_index)}
+
+    def stats(self) -> dict:
+        return {"batch_sizes": dict(self.batch_sizes)}
+
+
+@serve.deployment(name="Generator", ray_actor_options={"num_cpus": 0.5})
+class Generator:
+    def __init__(self) -> None:
+        self.svc: GeneratorService | None = None
+        self.settings: GeneratorSettings | None = None
+        self.batch_sizes: Counter[int] = Counter()
+
+    def reconfigure(self, config: dict) -> None:
+        s = _settings(GeneratorSettings, config, "Generator")
+        if self.svc is None or s.gen_ckpt != self.settings.gen_ckpt:
+            self.svc = GeneratorService.load(s.gen_ckpt)
+            log.info("Generator: loaded %s (version %s)", s.gen_ckpt, self.svc.version)
+        self.settings = s
+        self._batch.set_max_batch_size(s.max_batch_size)
+        self._batch.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
+
+    async def respond(self, user_id: int | None, reply: Reply, item_names: dict[int, str]) -> Response:
+        return await self._batch((user_id, reply, item_names))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    async def _batch(self, requests: list[tuple[int | None, Reply, dict[int, str]]]) -> list[Response]:
+        self.batch_sizes[len(requests)] += 1
+        if any(u in self.settings.fail_user_ids for u, _, _ in requests):
+            raise InjectedFault(f"injected fault for user ids {self.settings.fail_user_ids}")
+        names: dict[int, str] = {}
+        for _, _, n in requests:
+            names.update(n)
+        return await asyncio.to_thread(self.svc.respond, [r for _, r, _ in requests], names)
+
+    def info(self) -> dict:
+        g = self.svc.cfg.generator
+        return {"checkpoint": self.settings.gen_ckpt, "version": self.svc.version, "variant": g.variant,
+                "vocabulary": len(self.svc.tok), "decoding": g.decoding, "styles": g.n_styles}
+
+    def stats(self) -> dict:
+        return {"batch_sizes": dict(self.batch_sizes)}

@@ -1,0 +1,32 @@
+"""``ccrs serve``: the application on a local Ray (or the cluster ``RAY_ADDRESS`` names), until Ctrl-C.
+
+    ccrs serve --rec-ckpt runs/demo/runs/rec-meta-fold0/eval/best.pt \\
+               --gen-ckpt runs/demo/runs/dial-meta-fold0/eval/best.pt --data runs/demo/prepared
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def serve_forever(app_args: dict, host: str = "127.0.0.1", port: int = 8000, blocking: bool = True) -> str:
+    """Start Serve on ``host:port`` with :func:`serve.app.build_app` (``app_args``); returns the URL."""
+    import ray
+    from ray import serve
+
+    from serve.app import build_app
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS", "local"), logging_level="WARNING")
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_app(app_args), name="ccrs", route_prefix="/")
+    url = f"http://{host}:{port}/"
+    print(f"ccrs serving at {url}  (chat page: {url}, API schema: {url}docs; Ctrl-C stops)", flush=True)
+    if blocking:
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            serve.shutdown()
+    return url
