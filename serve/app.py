@@ -41,6 +41,7 @@ from ccrs.serving.schemas import (
     SlotItem,
     api_models,
 )
+from ccrs.train.checkpoint import CheckpointError
 from serve.deployments import AdaptationStore, Generator, Recommender
 
 log = logging.getLogger("ray.serve")
@@ -103,7 +104,7 @@ def ingress(limits: ServeLimits):
 
         async def _recommend(self, req) -> Recommendation:
             turns = [(t.role, t.text) for t in req.turns]
-            return await self.rec.recommend.remote(Query(req.user_id, turns, req.k, getattr(req, "attention", False)))
+            return await self.rec.recommend.remote(Query(req.user_id, turns, req.k, req.attention, req.exclude_mentioned))
 
         @staticmethod
         def _items(rec: Recommendation) -> list[Item]:
@@ -186,9 +187,25 @@ class AppArgs(BaseModel):
     fail_user_ids: list[int] = []  # fault injection: requests for these users raise in the Recommender (tests)
 
 
+def check_checkpoints(a: AppArgs) -> None:
+    """Fail fast, in the driver, on a missing or corrupt checkpoint given as an argument (the replicas
+    check again in ``reconfigure``: URIs that arrive by ``user_config`` are only checked there)."""
+    from ccrs.data.dataset import PreparedDataset
+    from ccrs.train.checkpoint import load_checkpoint
+
+    for uri, fmt in ((a.rec_ckpt, "ccrs.recommender/1"), (a.gen_ckpt, "ccrs.generator/1")):
+        if uri:
+            got = load_checkpoint(uri).get("format")  # CheckpointError: "<uri>: no checkpoint there" etc.
+            if got != fmt:
+                raise CheckpointError(f"{uri}: format {got!r}, expected a {fmt} checkpoint")
+    if a.data:
+        PreparedDataset.open(a.data)  # DatasetError names what is missing
+
+
 def build_app(args: dict):
     """The application: ``Ingress(Recommender(AdaptationStore), Generator)`` with URIs in ``user_config``."""
     a = AppArgs(**args)
+    check_checkpoints(a)
     limits = ServeLimits(max_turns=a.max_turns, max_turn_chars=a.max_turn_chars, max_k=a.max_k,
                          default_k=min(10, a.max_k), max_conversations=a.max_conversations,
                          max_body_bytes=a.max_body_bytes)

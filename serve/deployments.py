@@ -107,7 +107,8 @@ class AdaptationStore:
         return len(self._lru)
 
 
-@serve.deployment(name="Recommender", ray_actor_options={"num_cpus": 0.5})
+# A bad checkpoint URI does not heal by retrying: fail the start after a few tries, with the message.
+@serve.deployment(name="Recommender", ray_actor_options={"num_cpus": 0.5}, max_constructor_retry_count=3)
 class Recommender:
     def __init__(self, store: DeploymentHandle) -> None:
         self.store = store
@@ -155,7 +156,7 @@ class Recommender:
         return {"batch_sizes": dict(self.batch_sizes)}
 
 
-@serve.deployment(name="Generator", ray_actor_options={"num_cpus": 0.5})
+@serve.deployment(name="Generator", ray_actor_options={"num_cpus": 0.5}, max_constructor_retry_count=3)
 class Generator:
     def __init__(self) -> None:
         self.svc: GeneratorService | None = None

@@ -20,7 +20,10 @@ def serve_forever(app_args: dict, host: str = "127.0.0.1", port: int = 8000, blo
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS", "local"), logging_level="WARNING")
     serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(app_args), name="ccrs", route_prefix="/")
+    try:
+        serve.run(build_app(app_args), name="ccrs", route_prefix="/")
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}\n" + "\n".join(deployment_errors("ccrs"))) from None
     url = f"http://{host}:{port}/"
     print(f"ccrs serving at {url}  (chat page: {url}, API schema: {url}docs; Ctrl-C stops)", flush=True)
     if blocking:
@@ -30,3 +33,18 @@ def serve_forever(app_args: dict, host: str = "127.0.0.1", port: int = 8000, blo
         except KeyboardInterrupt:
             serve.shutdown()
     return url
+
+
+def deployment_errors(app_name: str) -> list[str]:
+    """``"<deployment>: <message>"`` for every unhealthy deployment of ``app_name`` (why a start failed)."""
+    from ray import serve
+
+    app = serve.status().applications.get(app_name)
+    if app is None:
+        return []
+    out = []
+    for name, d in app.deployments.items():
+        if d.status != "HEALTHY" and d.message:  # the message ends with the replica's exception
+            lines = [ln for ln in d.message.splitlines() if ln.strip()]
+            out.append(f"{name}: {lines[-1].strip()}")
+    return out

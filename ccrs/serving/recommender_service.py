@@ -52,6 +52,7 @@ class Query:
     turns: Turns
     k: int = 10
     attention: bool = False  # also return the user's per-relation weights
+    exclude_mentioned: bool = True  # never recommend a movie the dialogue already mentions
 
 
 @dataclass
@@ -151,13 +152,18 @@ class RecommenderService:
             gamma = None
             if any(queries[i].attention for i in idx):
                 gamma = _call(self.model, params, "relation_weights", batch.users)  # (B, L, R) or None
+            mentioned_per_query = [[int(self.entity_to_item[e]) for e in c if self.entity_to_item[e] >= 0]
+                                   for c, _ in contexts]
+            for j, i in enumerate(idx):
+                if queries[i].exclude_mentioned and mentioned_per_query[j]:
+                    scores[j, mentioned_per_query[j]] = float("-inf")
             top = torch.topk(scores, min(50, scores.shape[1]), dim=1)
             for j, i in enumerate(idx):
                 q = queries[i]
                 ents = contexts[j][0]
                 items = [(int(it), self.entity_names[int(self.kg.item_entity_ids[it])], float(s))
                          for it, s in zip(top.indices[j, : q.k], top.values[j, : q.k], strict=True)]
-                mentioned = [int(self.entity_to_item[e]) for e in ents if self.entity_to_item[e] >= 0]
+                mentioned = mentioned_per_query[j]
                 attention = None
                 if q.attention and gamma is not None:
                     attention = {n: round(float(w), 5) for n, w in zip(self.relation_names, gamma[j].mean(0), strict=True)}

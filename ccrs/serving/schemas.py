@@ -90,7 +90,8 @@ def api_models(limits: ServeLimits = ServeLimits()) -> SimpleNamespace:
         user_id: Annotated[int, Field(ge=0)] | None = None
         turns: turns  # type: ignore[valid-type]
         k: Annotated[int, Field(ge=1, le=limits.max_k)] = limits.default_k
-        attention: bool = False
+        attention: bool = False  # also return the user's per-relation weights γ_{r,u} (Eq. 2)
+        exclude_mentioned: bool = True  # never rank a movie the dialogue already mentions
 
     class AdaptRequest(_Strict):
         conversations: Annotated[list[turns], Field(min_length=1, max_length=limits.max_conversations)]  # type: ignore[valid-type]

@@ -138,3 +138,42 @@ def test_bad_input_gets_a_4xx_naming_the_field(serve_app, path, body, status, ne
 
 def test_wrong_method_is_405(serve_app):
     assert serve_app.get("/v1/recommend")[0] == 405
+
+
+def test_a_missing_or_corrupt_checkpoint_is_refused_before_deploying(synth_prepared, synth_rec_ckpt, tiny_gen_ckpt,
+                                                                     tmp_path):
+    from ccrs.train.checkpoint import CheckpointError
+    from serve.app import build_app
+
+    missing = str(tmp_path / "nowhere" / "best.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint there"):
+        build_app({"rec_ckpt": missing, "gen_ckpt": tiny_gen_ckpt, "data": synth_prepared})
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt.pt"):
+        build_app({"rec_ckpt": synth_rec_ckpt, "gen_ckpt": str(corrupt), "data": synth_prepared})
+    with pytest.raises(CheckpointError, match="expected a ccrs.recommender/1"):  # swapped URIs
+        build_app({"rec_ckpt": tiny_gen_ckpt, "gen_ckpt": tiny_gen_ckpt, "data": synth_prepared})
+
+
+@pytest.mark.slow  # Serve retries a failing replica start with back-off: about 2.5 minutes here
+def test_a_missing_checkpoint_in_user_config_fails_the_deployment_start(serve_app, synth_prepared, tiny_gen_ckpt,
+                                                                      tmp_path):
+    from ray import serve
+
+    from ccrs.serving.schemas import ServeLimits
+    from serve.app import ingress
+    from serve.deployments import AdaptationStore, Generator, Recommender
+    from serve.local import deployment_errors
+
+    missing = str(tmp_path / "nowhere" / "best.pt")  # arrives by user_config only, as `serve deploy` gives it
+    rec = Recommender.options(user_config={"rec_ckpt": missing, "data": synth_prepared}).bind(AdaptationStore.bind())
+    gen = Generator.options(user_config={"gen_ckpt": tiny_gen_ckpt}).bind()
+    try:
+        with pytest.raises(RuntimeError, match="Recommender"):
+            serve.run(ingress(ServeLimits()).bind(rec, gen), name="broken", route_prefix="/broken")
+        (why,) = [e for e in deployment_errors("broken") if e.startswith("Recommender:")]
+        assert "no checkpoint there" in why and missing in why, why
+    finally:
+        serve.delete("broken")
+    assert serve_app.get("/healthz")[0] == 200  # the running app is untouched

@@ -69,3 +69,15 @@ def test_missing_or_corrupt_checkpoint_is_a_clear_error(synth_prepared, tmp_path
     bad.write_bytes(b"\x00" * 10)
     with pytest.raises(CheckpointError, match="not a readable"):
         RecommenderService.load(str(bad), synth_prepared)
+
+
+def test_relation_weights_on_request_and_mentioned_movies_are_not_recommended(svc, synth_prepared):
+    a, _, _ = _movie_names(synth_prepared)
+    turns = [("seeker", f"I like {a}")]
+    known = next(iter(svc.user_index))
+    plain, with_att, keep = svc.recommend([Query(known, turns), Query(known, turns, attention=True),
+                                           Query(known, turns, k=50, exclude_mentioned=False)])
+    assert plain.attention is None
+    assert set(with_att.attention) == set(svc.relation_names) and len(svc.relation_names) == svc.kg.num_relations
+    assert plain.mentioned_items and plain.mentioned_items[0] not in plain.ranked
+    assert plain.mentioned_items[0] in keep.ranked  # the mentioned movie scores high when not excluded
