@@ -10,7 +10,9 @@ STAMP := $(VENV)/.installed
 DEMO_STORAGE ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo lint clean
+SERVE_PORT ?= 8000
+
+.PHONY: setup test demo serve lint clean
 
 setup: $(STAMP)
 
@@ -27,6 +29,11 @@ test: setup
 
 demo: setup
 	$(BIN)/python -m ray_jobs.pipeline --preset small --storage-path $(DEMO_STORAGE)
+
+# Serves the checkpoints `make demo` wrote (run it first) at http://127.0.0.1:$(SERVE_PORT)/
+serve: setup
+	$(BIN)/ccrs serve --rec-ckpt $(DEMO_STORAGE)/runs/rec-meta-fold0/eval/best.pt \
+	    --gen-ckpt $(DEMO_STORAGE)/runs/dial-meta-fold0/eval/best.pt --data $(DEMO_STORAGE)/prepared --port $(SERVE_PORT)
 
 lint: setup
 	$(BIN)/ruff check ccrs ray_jobs serve tests benchmarks
