@@ -100,12 +100,7 @@ def format_report(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    import ray
-
-    from ray_jobs import train_generator, train_recommender
-    from ray_jobs.meta_driver import absolute_uri
-
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--storage-path", required=True, help="local path or s3://bucket/prefix for everything")
     p.add_argument("--preset", default="small", choices=sorted(PRESETS))
@@ -116,6 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--use-gpu", action="store_true")
     p.add_argument("--max-failures", type=int, default=1, help="worker failures each Ray Train run survives")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides after the preset")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import ray
+
+    from ray_jobs import train_generator, train_recommender
+    from ray_jobs.meta_driver import absolute_uri
+
+    p = build_parser()
     args = p.parse_intermixed_args(argv)
     overrides = [*PRESETS[args.preset], *args.overrides]
     load_config(None, overrides)  # reject bad keys before any work

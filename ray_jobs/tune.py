@@ -191,13 +191,7 @@ def _write(loc: storage.Location, name: str, data: bytes | str) -> None:
     storage.write_bytes(loc.child(name), data.encode() if isinstance(data, str) else data)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import ray
-    from ray import tune
-    from ray.tune import TuneConfig, Tuner
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
-
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", choices=["rec", "dial", "both"], required=True)
     p.add_argument("--data", required=True, help="prepared dataset URI")
@@ -220,6 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare-defaults", action="store_true", help="also train the base config and test it")
     p.add_argument("--save", help="also write <SAVE>.json, <SAVE>.md, <SAVE>_best_config.yaml, <SAVE>_plots/")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="base config overrides for every trial")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import ray
+    from ray import tune
+    from ray.tune import TuneConfig, Tuner
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    p = build_parser()
     args = p.parse_intermixed_args(argv)
     if args.stage == "dial" and not args.rec_ckpt:
         p.error("--stage dial needs --rec-ckpt (the frozen recommender)")

@@ -42,7 +42,7 @@ from ccrs.serving.schemas import (
     api_models,
 )
 from ccrs.train.checkpoint import CheckpointError
-from serve.deployments import AdaptationStore, Generator, Recommender
+from serve.deployments import AdaptationStore, Generator, Recommender, storage_uri
 
 log = logging.getLogger("ray.serve")
 PAGE = Path(__file__).with_name("static") / "index.html"
@@ -195,11 +195,11 @@ def check_checkpoints(a: AppArgs) -> None:
 
     for uri, fmt in ((a.rec_ckpt, "ccrs.recommender/1"), (a.gen_ckpt, "ccrs.generator/1")):
         if uri:
-            got = load_checkpoint(uri).get("format")  # CheckpointError: "<uri>: no checkpoint there" etc.
+            got = load_checkpoint(storage_uri(uri)).get("format")  # CheckpointError: "<uri>: no checkpoint there" etc.
             if got != fmt:
                 raise CheckpointError(f"{uri}: format {got!r}, expected a {fmt} checkpoint")
     if a.data:
-        PreparedDataset.open(a.data)  # DatasetError names what is missing
+        PreparedDataset.open(storage_uri(a.data))  # DatasetError names what is missing
 
 
 def build_app(args: dict):

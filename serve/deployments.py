@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, fields
 
@@ -28,6 +29,17 @@ from ccrs.serving.generator_service import GeneratorService, Reply, Response
 from ccrs.serving.recommender_service import Params, Query, Recommendation, RecommenderService
 
 log = logging.getLogger("ray.serve")
+STORAGE_ENV, STORAGE_DEFAULT = "CCRS_STORAGE_PATH", "runs/demo"
+
+
+def storage_uri(uri: str) -> str:
+    """A URI of ``user_config``: absolute (``/...``, ``s3://...``) as is, relative ones under the pipeline's
+    ``--storage-path`` from ``$CCRS_STORAGE_PATH`` (default ``runs/demo``, where ``make demo`` writes), so
+    one Serve config serves a local demo and an S3 deployment (cluster/k8s/rayservice.yaml sets it)."""
+    if "://" in uri or uri.startswith("/"):
+        return uri
+    root = os.environ.get(STORAGE_ENV, STORAGE_DEFAULT).rstrip("/")
+    return f"{root}/{uri}" if "://" in root else os.path.abspath(os.path.join(root, uri))
 
 
 class InjectedFault(RuntimeError):
@@ -119,7 +131,7 @@ class Recommender:
     def reconfigure(self, config: dict) -> None:
         s = _settings(RecommenderSettings, config, "Recommender")
         if self.svc is None or (s.rec_ckpt, s.data) != (self.settings.rec_ckpt, self.settings.data):
-            self.svc = RecommenderService.load(s.rec_ckpt, s.data)  # CheckpointError names the URI
+            self.svc = RecommenderService.load(storage_uri(s.rec_ckpt), storage_uri(s.data))  # errors name the URI
             log.info("Recommender: loaded %s (version %s, %d items)", s.rec_ckpt, self.svc.version, self.svc.kg.num_items)
         self.settings = s
         self._batch.set_max_batch_size(s.max_batch_size)
@@ -166,7 +178,7 @@ class Generator:
     def reconfigure(self, config: dict) -> None:
         s = _settings(GeneratorSettings, config, "Generator")
         if self.svc is None or s.gen_ckpt != self.settings.gen_ckpt:
-            self.svc = GeneratorService.load(s.gen_ckpt)
+            self.svc = GeneratorService.load(storage_uri(s.gen_ckpt))
             log.info("Generator: loaded %s (version %s)", s.gen_ckpt, self.svc.version)
         self.settings = s
         self._batch.set_max_batch_size(s.max_batch_size)

@@ -1,0 +1,44 @@
+"""serve/config.yaml: valid for `serve run`/`serve deploy`, user_configs the deployments accept, batches can fill."""
+
+from __future__ import annotations
+
+import yaml
+
+from tests.conftest import REPO
+
+
+def _config() -> dict:
+    return yaml.safe_load((REPO / "serve" / "config.yaml").read_text())
+
+
+def test_the_serve_config_validates_against_rays_schema():
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(_config()) if hasattr(ServeDeploySchema, "model_validate") \
+        else ServeDeploySchema.parse_obj(_config())
+    (app,) = schema.applications
+    assert app.import_path == "serve.app:build_app"
+    assert {d.name for d in app.deployments} == {"Ingress", "Recommender", "Generator", "AdaptationStore"}
+
+
+def test_user_configs_are_accepted_and_batches_can_fill():
+    from serve.app import AppArgs
+    from serve.deployments import GeneratorSettings, RecommenderSettings, _settings
+
+    (app,) = _config()["applications"]
+    AppArgs(**app["args"])  # unknown keys would raise
+    deps = {d["name"]: d for d in app["deployments"]}
+    for name, cls in (("Recommender", RecommenderSettings), ("Generator", GeneratorSettings)):
+        settings = _settings(cls, deps[name]["user_config"], name)
+        assert deps[name]["max_ongoing_requests"] >= settings.max_batch_size  # else batches never fill
+        assert "autoscaling_config" in deps[name]
+
+
+def test_relative_uris_resolve_under_the_storage_path(monkeypatch):
+    from serve.deployments import storage_uri
+
+    monkeypatch.setenv("CCRS_STORAGE_PATH", "s3://bucket/ccrs/")
+    assert storage_uri("runs/rec-meta-fold0/eval/best.pt") == "s3://bucket/ccrs/runs/rec-meta-fold0/eval/best.pt"
+    assert storage_uri("/abs/best.pt") == "/abs/best.pt" and storage_uri("s3://b/x.pt") == "s3://b/x.pt"
+    monkeypatch.setenv("CCRS_STORAGE_PATH", "/data/demo")
+    assert storage_uri("prepared") == "/data/demo/prepared"
