@@ -91,7 +91,8 @@ def run_stages(setup: dict, overrides: list[str], run_prefix: str, storage_path:
         if stage == "both":
             extra = {"objective_base": _rec_score(out["rec"], cfg), "objective_weight": setup["both_weight"]}
         if _result(storage_path, name) is None:
-            args = train_generator.parse_args(_stage_args(setup, name, storage_path, "--rec-ckpt", rec_ckpt))
+            init = ["--init", setup["dial_init"]] if setup.get("dial_init") else []
+            args = train_generator.parse_args(_stage_args(setup, name, storage_path, "--rec-ckpt", rec_ckpt, *init))
             train_generator.build_trainer(args, cfg, extra, callbacks=cb()).fit()
         out["dial"] = _result(storage_path, name)
     return out
@@ -197,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="prepared dataset URI")
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--rec-ckpt", help="frozen recommender for --stage dial")
+    p.add_argument("--dial-init", help="plain generator checkpoint every dial trial warm-starts from (parameters "
+                   "whose name and shape match: the seq2seq; style bias fresh), as ray_jobs.gen_table does")
     p.add_argument("--space", type=Path, help="search-space YAML (default: ccrs/tuning/default_space.yaml)")
     p.add_argument("--config", type=Path, help="base config YAML the sweep starts from")
     p.add_argument("--storage-path", required=True)
@@ -241,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[tune] {args.max_concurrent_trials} concurrent trials do not fit ({per_trial} CPUs each): running {conc}")
     setup = {"stage": args.stage, "data": absolute_uri(args.data), "fold": args.fold,
              "rec_ckpt": absolute_uri(args.rec_ckpt), "config": str(args.config) if args.config else None,
+             "dial_init": absolute_uri(args.dial_init) if args.dial_init else None,
              "overrides": list(args.overrides), "num_workers": args.num_workers,
              "cpus_per_worker": args.cpus_per_worker, "trials_storage": root.child("trials").uri,
              "both_weight": args.both_weight, "space_params": space.params, "space_source": space.source}
