@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ccrs import storage
 from ccrs.data.gen_examples import GenBatch
+from ccrs.data.tokenizer import UNK
 from ccrs.inference.decoding import generate
 from ccrs.inference.slots import fill_slots
 from ccrs.models.generator import load_generator
@@ -75,7 +76,8 @@ class GeneratorService:
         out = generate(self.model, self.batch(replies), g.decoding, g.beam_width, g.max_response_tokens, g.no_repeat_ngram)
         responses = []
         for i, ids in enumerate(out.tokens):
-            words = self.tok.tokens(ids)
+            # An unknown word is no word to show a user (the metrics keep it, as CRSLab does).
+            words = [w for w in self.tok.tokens(ids) if w != UNK]
             filled = fill_slots(words, self.tok.item_placeholder, replies[i].ranked_items, replies[i].mentioned_items,
                                 item_names)
             mix = None if out.mixture is None else [round(float(v), 4) for v in out.mixture[i]]

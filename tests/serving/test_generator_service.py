@@ -47,3 +47,18 @@ def test_corrupt_generator_checkpoint(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(CheckpointError):
         GeneratorService.load(str(bad))
+
+
+def test_unknown_words_are_not_shown(tmp_path):
+    cfg = load_config(None, [*TINY_GEN, "generator.max_response_tokens=4", "generator.no_repeat_ngram=1"])
+    tok = WordTokenizer.build(["try __item__ it is great"], 1, "__item__")
+    torch.manual_seed(0)
+    model = build_generator(cfg.generator, tok, user_dim=4)
+    with torch.no_grad():
+        model.output_bias.fill_(-50.0)
+        model.output_bias[tok.unk_id] = 50.0
+        model.output_bias[tok.index["great"]] = 40.0
+    path = tmp_path / "gen.pt"
+    save_checkpoint(str(path), generator_payload(model, cfg, tok, 4))
+    (out,) = GeneratorService.load(str(path)).respond([Reply([("seeker", "hi")], torch.randn(4), [0], [])], {0: "Up"})
+    assert "__unk__" not in out.text and out.text.startswith("great")
