@@ -95,7 +95,11 @@ def format_report(report: dict) -> str:
               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
               f"| {g.get('responses', 0)} | {g['bleu1']:.4f} | {g['bleu2']:.4f} | {g['bleu3']:.4f} | {g['bleu4']:.4f} | "
               f"{g['f1']:.4f} | {g['dist2']:.4f} | {g['dist3']:.4f} | {g['dist4']:.4f} | {g['ppl']:.2f} |", "",
-              "## Where things are", ""]
+              "## Restarts", ""]
+    for stage, resumed in report.get("restarts", {}).items():
+        lines.append(f"- {stage}: " + (f"restarted, resumed from the checkpoint after epoch(s) {resumed}" if resumed
+                                      else "no restart"))
+    lines += ["", "## Where things are", ""]
     lines += [f"- {k}: `{v}`" for k, v in report["paths"].items()]
     return "\n".join(lines) + "\n"
 

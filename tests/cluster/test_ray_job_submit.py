@@ -141,3 +141,5 @@ def test_ray_job_submit_pipeline_on_two_nodes_with_s3_survives_a_killed_worker(t
         assert f"ccrs/{key}" in keys, key
     report = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key="ccrs/report/report.json")["Body"].read())
     assert report["restarts"]["recommender"], report["restarts"]  # resumed from its checkpoint after the kill
+    md = boto3.client("s3").get_object(Bucket=BUCKET, Key="ccrs/report/report.md")["Body"].read().decode()
+    assert "recommender: restarted, resumed from the checkpoint" in md
