@@ -167,11 +167,13 @@ def test_a_missing_checkpoint_in_user_config_fails_the_deployment_start(serve_ap
     from serve.local import deployment_errors
 
     missing = str(tmp_path / "nowhere" / "best.pt")  # arrives by user_config only, as `serve deploy` gives it
-    rec = Recommender.options(user_config={"rec_ckpt": missing, "data": synth_prepared}).bind(AdaptationStore.bind())
-    gen = Generator.options(user_config={"gen_ckpt": tiny_gen_ckpt}).bind()
+    free = {"ray_actor_options": {"num_cpus": 0}}  # the running app holds most of the 2 test CPUs
+    rec = Recommender.options(user_config={"rec_ckpt": missing, "data": synth_prepared}, **free).bind(
+        AdaptationStore.bind())
+    gen = Generator.options(user_config={"gen_ckpt": tiny_gen_ckpt}, **free).bind()
     try:
         with pytest.raises(RuntimeError, match="Recommender"):
-            serve.run(ingress(ServeLimits()).bind(rec, gen), name="broken", route_prefix="/broken")
+            serve.run(ingress(ServeLimits()).options(**free).bind(rec, gen), name="broken", route_prefix="/broken")
         (why,) = [e for e in deployment_errors("broken") if e.startswith("Recommender:")]
         assert "no checkpoint there" in why and missing in why, why
     finally:
