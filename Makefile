@@ -24,11 +24,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 	@echo "setup: $(VENV) ready"
 
-# Two pytest processes: tests that start their own multi-node Ray cluster never share a machine
-# with the session's local cluster (Ray Train's placement-group cleaner breaks beside a second one).
+# Tests marked `cluster` start their own multi-node Ray cluster: run them in a pytest process of
+# their own (`pytest -m cluster`), never beside the session's local cluster.
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow and not cluster" $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -q -m "cluster and not slow" $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/python -m ray_jobs.pipeline --preset small --storage-path $(DEMO_STORAGE)

@@ -26,7 +26,8 @@ import pytest
 
 from tests.conftest import REPO, free_port
 
-pytestmark = pytest.mark.cluster
+# slow too: not yet reliable here (see the issue-8 note); run with `pytest -m cluster`
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 BUCKET = "ccrs-e2e"
 
 
@@ -111,20 +112,27 @@ def test_ray_job_submit_pipeline_on_two_nodes_with_s3_survives_a_killed_worker(t
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     cmd = [str(REPO / "cluster" / "submit.sh"), "--address", address, "--no-wait", "--",
            "python", "-m", "ray_jobs.pipeline", "--preset", "tiny", "--storage-path", f"s3://{BUCKET}/ccrs",
-           "--raw", str(synth_raw), "--cpus-per-worker", "0.5", "--max-failures", "2", "rec_meta.epochs=6"]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO, timeout=300)
+           "--raw", str(synth_raw), "--cpus-per-worker", "0.5", "--max-failures", "2", "rec_meta.epochs=30"]
+    for _ in range(30):  # right after start-up the job agent may not be there yet ("No available agent")
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO, timeout=300)
+        if out.returncode == 0 or "No available agent" not in out.stderr:
+            break
+        time.sleep(2)
     assert out.returncode == 0, out.stderr[-3000:]
     (job,) = re.findall(r"(raysubmit_\w+)", out.stdout + out.stderr)[:1]
 
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+
     def status() -> str:
-        res = subprocess.run(["ray", "job", "status", "--address", address, job], env=env, capture_output=True,
-                             text=True)
-        return (re.findall(r"status for '\w+': (\w+)", res.stdout + res.stderr) or ["?"])[-1]
+        return str(client.get_job_status(job).value)
 
     # kill one Ray Train worker of the recommender's meta-training once its first checkpoint is in the bucket
-    _wait(lambda: any("checkpoint_" in k for k in _keys("ccrs/runs/rec-meta-fold0/")) or
+    _wait(lambda: any("/checkpoint_" in k for k in _keys("ccrs/runs/rec-meta-fold0/")) or
           status() in ("FAILED", "SUCCEEDED", "STOPPED"), 600, "the first meta-training checkpoint", every=0.5)
-    assert status() == "RUNNING", f"job ended before a worker could be killed: {status()}"
+    assert status() == "RUNNING", (f"job ended before a worker could be killed: {status()}; "
+                                   f"keys: {_keys('ccrs/runs/')[:20]}; logs: {client.get_job_logs(job)[-2000:]}")
     workers = {pid: a for pid, a in _descendants([p.pid for p in procs]).items() if "RayTrainWorker" in a}
     assert workers, "no Ray Train worker process found"
     victim = max(workers)
