@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(address="local", num_cpus=os.cpu_count(), logging_level="WARNING", log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
     base = f"http://127.0.0.1:{args.port}"
-    common = {"rec_ckpt": args.rec_ckpt, "gen_ckpt": args.gen_ckpt, "data": args.data}
+    # absolute: relative URIs in the app's arguments are read under $CCRS_STORAGE_PATH (serve/deployments.py)
+    common = {k: v if "://" in v else os.path.abspath(v)
+              for k, v in {"rec_ckpt": args.rec_ckpt, "gen_ckpt": args.gen_ckpt, "data": args.data}.items()}
     report: dict = {"command": " ".join(["python benchmarks/serve_load.py", *(argv or sys.argv[1:])]),
                     "machine": f"{os.cpu_count()} CPUs, no GPU", "clients": args.clients,
                     "duration_s": args.duration, "bodies": len(bodies), "bare": bare, "serve": {}}
