@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)  # as each Serve replica on this 2-core machine
     bodies = request_bodies(args.data, args.bodies)
-    print(f"{len(bodies)} request bodies from test dialogues", flush=True)
+    print(f"{len(bodies)} request bodies from ReDial dialogues", flush=True)
     bare = bare_latency(args.rec_ckpt, args.gen_ckpt, args.data, bodies, args.repeats)
     print("bare:", json.dumps(bare), flush=True)
 
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 def markdown(r: dict) -> str:
     lines = [f"# Serve load benchmark ({r['machine']})", "", f"`{r['command']}`", "",
              f"{r['clients']} closed-loop clients from a separate process, {r['duration_s']} s per phase, "
-             f"{r['bodies']} request bodies from test dialogues.", "",
+             f"{r['bodies']} request bodies from ReDial dialogues.", "",
              "| mode | endpoint | clients | req/s | p50 ms | p99 ms | errors |", "|---|---|---:|---:|---:|---:|---:|"]
     for mode, phases in r["serve"].items():
         for name, ph in phases.items():
