@@ -112,6 +112,16 @@ def format_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: ReDial's own words (the reference turn, the seeker's last turn): kept in the run's
+#: ``test_responses.jsonl``, left out of the files under ``results/`` (the dataset is never committed);
+#: ``conversation_id`` + ``turn_index`` find them in the prepared ``turns`` table.
+DATASET_TEXT = ("reference", "context_last")
+
+
+def _without_dataset_text(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in DATASET_TEXT}
+
+
 def write_report(report: dict, save: str | Path) -> None:
     save = Path(save)
     save.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +130,7 @@ def write_report(report: dict, save: str | Path) -> None:
     resp_dir.mkdir(exist_ok=True)
     for name, recs in records.items():
         with gzip.open(resp_dir / f"{name}.jsonl.gz", "wt") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in sorted(recs, key=lambda r: r["sample_id"]))
+            fh.writelines(json.dumps(_without_dataset_text(r)) + "\n" for r in sorted(recs, key=lambda r: r["sample_id"]))
     report["responses"] = {name: str(resp_dir / f"{name}.jsonl.gz") for name in records}
     save.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     save.with_suffix(".md").write_text(format_markdown(report))
