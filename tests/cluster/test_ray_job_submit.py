@@ -82,6 +82,11 @@ def two_nodes(s3_server, tmp_path):
                 for pid in _descendants([p.pid]):
                     os.kill(pid, signal.SIGKILL)
                 p.kill()
+        # `ray start` records its GCS here; left behind, later `address="auto"` lookups (Ray Train's
+        # placement-group cleaner) chase the dead cluster and leak placement groups.
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and current.read_text().strip().endswith(f":{gcs}"):
+            current.unlink()
 
 
 def _alive_nodes(gcs: int, env: dict) -> int:
