@@ -95,6 +95,28 @@ def ray_cluster(s3_server):
 TINY_GEN = ["generator.word_dim=32", "generator.ffn_dim=32", "generator.bias_hidden=32", "generator.min_word_count=1"]
 
 
+def write_biased_generator(path: Path, user_dim: int, biases: dict[str, float] | None = None):
+    """A tiny generator checkpoint at ``path`` whose output bias makes it say "try __item__ ..."
+    (``no_repeat_ngram=1``: no word twice); returns its tokenizer."""
+    import torch
+
+    from ccrs.config import load_config
+    from ccrs.data.tokenizer import WordTokenizer
+    from ccrs.models.generator import build_generator, generator_payload
+    from ccrs.train.checkpoint import save_checkpoint
+
+    cfg = load_config(None, [*TINY_GEN, "generator.max_response_tokens=6", "generator.no_repeat_ngram=1"])
+    tok = WordTokenizer.build(["try __item__ it is great", "hello there"], 1, "__item__")
+    torch.manual_seed(0)
+    model = build_generator(cfg.generator, tok, user_dim=user_dim)
+    with torch.no_grad():
+        model.output_bias.fill_(-50.0)
+        for word, value in (biases or {"try": 50.0, "__item__": 40.0}).items():
+            model.output_bias[tok.index[word]] = value
+    save_checkpoint(str(path), generator_payload(model, cfg, tok, user_dim))
+    return tok
+
+
 @pytest.fixture(scope="session")
 def synth_rec_ckpt(synth_prepared, tmp_path_factory) -> str:
     """A small ccrs recommender trained one epoch on ``synth_prepared`` (fold 0): its ``best.pt``."""

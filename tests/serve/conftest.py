@@ -8,9 +8,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-import torch
 
-from tests.conftest import TINY_GEN, free_port
+from tests.conftest import free_port, write_biased_generator
 
 FAIL_USER = 999_999  # requests for this user id raise inside the Recommender (fault injection)
 
@@ -18,21 +17,8 @@ FAIL_USER = 999_999  # requests for this user id raise inside the Recommender (f
 @pytest.fixture(scope="session")
 def tiny_gen_ckpt(synth_rec_ckpt, tmp_path_factory) -> str:
     """A tiny generator biased to say "try __item__ ...", sized for ``synth_rec_ckpt``'s p_u (d=16)."""
-    from ccrs.config import load_config
-    from ccrs.data.tokenizer import WordTokenizer
-    from ccrs.models.generator import build_generator, generator_payload
-    from ccrs.train.checkpoint import save_checkpoint
-
-    cfg = load_config(None, [*TINY_GEN, "generator.max_response_tokens=6", "generator.no_repeat_ngram=1"])
-    tok = WordTokenizer.build(["try __item__ it is great", "hello there"], 1, "__item__")
-    torch.manual_seed(0)
-    model = build_generator(cfg.generator, tok, user_dim=16)
-    with torch.no_grad():
-        model.output_bias.fill_(-50.0)
-        model.output_bias[tok.index["try"]] = 50.0
-        model.output_bias[tok.index["__item__"]] = 40.0
     path = tmp_path_factory.mktemp("gen") / "gen.pt"
-    save_checkpoint(str(path), generator_payload(model, cfg, tok, 16))
+    write_biased_generator(path, user_dim=16)
     return str(path)
 
 

@@ -3,28 +3,15 @@
 import pytest
 import torch
 
-from ccrs.config import load_config
-from ccrs.data.tokenizer import WordTokenizer
-from ccrs.models.generator import build_generator, generator_payload
 from ccrs.serving.generator_service import GeneratorService, Reply
-from ccrs.train.checkpoint import CheckpointError, save_checkpoint
-from tests.conftest import TINY_GEN
+from ccrs.train.checkpoint import CheckpointError
+from tests.conftest import write_biased_generator
 
 
 @pytest.fixture()
 def service(tmp_path):
-    # no_repeat_ngram=1: no word twice, so the biased model says "try __item__ ..."
-    cfg = load_config(None, [*TINY_GEN, "generator.max_response_tokens=6", "generator.no_repeat_ngram=1"])
-    tok = WordTokenizer.build(["try __item__ it is great", "hello there"], 1, "__item__")
-    torch.manual_seed(0)
-    model = build_generator(cfg.generator, tok, user_dim=4)
-    with torch.no_grad():
-        model.output_bias.fill_(-50.0)
-        model.output_bias[tok.index["try"]] = 50.0
-        model.output_bias[tok.index["__item__"]] = 40.0
-    path = tmp_path / "gen.pt"
-    save_checkpoint(str(path), generator_payload(model, cfg, tok, 4))
-    return GeneratorService.load(str(path)), tok
+    tok = write_biased_generator(tmp_path / "gen.pt", user_dim=4)
+    return GeneratorService.load(str(tmp_path / "gen.pt")), tok
 
 
 def test_response_fills_slots_with_unmentioned_ranked_items_and_returns_the_mixture(service):
@@ -50,15 +37,7 @@ def test_corrupt_generator_checkpoint(tmp_path):
 
 
 def test_unknown_words_are_not_shown(tmp_path):
-    cfg = load_config(None, [*TINY_GEN, "generator.max_response_tokens=4", "generator.no_repeat_ngram=1"])
-    tok = WordTokenizer.build(["try __item__ it is great"], 1, "__item__")
-    torch.manual_seed(0)
-    model = build_generator(cfg.generator, tok, user_dim=4)
-    with torch.no_grad():
-        model.output_bias.fill_(-50.0)
-        model.output_bias[tok.unk_id] = 50.0
-        model.output_bias[tok.index["great"]] = 40.0
-    path = tmp_path / "gen.pt"
-    save_checkpoint(str(path), generator_payload(model, cfg, tok, 4))
-    (out,) = GeneratorService.load(str(path)).respond([Reply([("seeker", "hi")], torch.randn(4), [0], [])], {0: "Up"})
+    write_biased_generator(tmp_path / "gen.pt", user_dim=4, biases={"__unk__": 50.0, "great": 40.0})
+    (out,) = GeneratorService.load(str(tmp_path / "gen.pt")).respond(
+        [Reply([("seeker", "hi")], torch.randn(4), [0], [])], {0: "Up"})
     assert "__unk__" not in out.text and out.text.startswith("great")
