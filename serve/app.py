@@ -169,6 +169,9 @@ def ingress(limits: ServeLimits):
     return Ingress
 
 
+_LIMITS = ServeLimits()
+
+
 class AppArgs(BaseModel):
     """Arguments of :func:`build_app` (``serve run serve.app:build_app rec_ckpt=... ...``)."""
 
@@ -179,11 +182,11 @@ class AppArgs(BaseModel):
     cache_size: int = 1024
     max_batch_size: int = 16
     batch_wait_timeout_s: float = 0.01
-    max_turns: int = 50
-    max_turn_chars: int = 2000
-    max_k: int = 100
-    max_conversations: int = 50
-    max_body_bytes: int = 1_000_000
+    max_turns: int = _LIMITS.max_turns  # request limits: ServeLimits' defaults, in one place
+    max_turn_chars: int = _LIMITS.max_turn_chars
+    max_k: int = _LIMITS.max_k
+    max_conversations: int = _LIMITS.max_conversations
+    max_body_bytes: int = _LIMITS.max_body_bytes
     fail_user_ids: list[int] = []  # fault injection: requests for these users raise in the Recommender (tests)
 
 
