@@ -21,8 +21,10 @@ both = rec's best valid NDCG@10 + ``--both-weight`` × the dial objective (repor
 stage; during the rec stage a both-trial reports rec's score alone).
 
 Resources: a trial holds ``--trial-cpus`` for its driver plus its Train workers
-(``--num-workers`` × ``--cpus-per-worker``); the number of concurrent trials is capped so that all of
-them fit the cluster at once (no trial waits forever for workers another trial holds).
+(``--num-workers`` × ``--cpus-per-worker``) and, with ``--trial-memory-gb``, that much of Ray's
+``memory`` resource; the number of concurrent trials is capped so that all of them fit the cluster at
+once, by CPUs and by memory (no trial waits forever for workers another trial holds, and concurrent
+trials are not OOM-killed: on the real KG an L=2 trial peaks at ≈6.9 GB per worker).
 
 At the end (under ``<storage>/<run-name>/report/`` and, with ``--save``, beside it): the ranked
 trial table (Markdown + JSON), ``best_config.yaml`` (a full config that ``--config`` of every driver
@@ -149,11 +151,18 @@ def _progress_callback():
     return TrialLines()
 
 
-def concurrency(requested: int, total_cpus: float, per_trial: float) -> int:
-    """Concurrent trials that fit the cluster at once (≥ 1, or a clear error)."""
+def concurrency(requested: int, total_cpus: float, per_trial: float, total_memory_gb: float = 0.0,
+                trial_memory_gb: float = 0.0) -> int:
+    """Concurrent trials that fit the cluster at once, by CPUs and (when reserved) memory (≥ 1, or a clear error)."""
     fit = math.floor(total_cpus / per_trial + 1e-9)
     if fit < 1:
         raise SystemExit(f"error: one trial needs {per_trial} CPUs (driver + workers) but the cluster has {total_cpus}")
+    if trial_memory_gb > 0:
+        fit_mem = math.floor(total_memory_gb / trial_memory_gb + 1e-9)
+        if fit_mem < 1:
+            raise SystemExit(f"error: one trial reserves {trial_memory_gb} GB of memory (--trial-memory-gb) but the "
+                             f"cluster offers {total_memory_gb:.1f} GB to tasks")
+        fit = min(fit, fit_mem)
     return max(1, min(requested, fit))
 
 
@@ -209,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=1, help="Ray Train workers per trial")
     p.add_argument("--cpus-per-worker", type=float, default=0.5)
     p.add_argument("--trial-cpus", type=float, default=0.25, help="CPUs of a trial's driver")
+    p.add_argument("--trial-memory-gb", type=float, default=0.0,
+                   help="memory a trial reserves (Ray's logical `memory` resource, held by the trial's driver for its "
+                        "whole process tree), so concurrent trials never exceed RAM; 0 = size by CPUs only. Measured "
+                        "peaks on the real KG: L=1 ≈1.2 GB, L=2 ≈6.9 GB per worker; L=3 > 24 GB")
     p.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
     p.add_argument("--no-asha", action="store_true", help="no early stopping")
@@ -239,16 +252,22 @@ def main(argv: list[str] | None = None) -> int:
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
     per_trial = args.trial_cpus + args.num_workers * args.cpus_per_worker
-    conc = concurrency(args.max_concurrent_trials, ray.cluster_resources().get("CPU", 0.0), per_trial)
+    total = ray.cluster_resources()
+    conc = concurrency(args.max_concurrent_trials, total.get("CPU", 0.0), per_trial, total.get("memory", 0.0) / 1e9,
+                       args.trial_memory_gb)
     if conc < args.max_concurrent_trials:
-        print(f"[tune] {args.max_concurrent_trials} concurrent trials do not fit ({per_trial} CPUs each): running {conc}")
+        print(f"[tune] {args.max_concurrent_trials} concurrent trials do not fit ({per_trial} CPUs, "
+              f"{args.trial_memory_gb} GB each): running {conc}")
     setup = {"stage": args.stage, "data": absolute_uri(args.data), "fold": args.fold,
              "rec_ckpt": absolute_uri(args.rec_ckpt), "config": str(args.config) if args.config else None,
              "dial_init": absolute_uri(args.dial_init) if args.dial_init else None,
              "overrides": list(args.overrides), "num_workers": args.num_workers,
              "cpus_per_worker": args.cpus_per_worker, "trials_storage": root.child("trials").uri,
              "both_weight": args.both_weight, "space_params": space.params, "space_source": space.source}
-    trainable = tune.with_resources(tune.with_parameters(trial_driver, setup=setup), {"CPU": args.trial_cpus})
+    trial_resources = {"CPU": args.trial_cpus}
+    if args.trial_memory_gb > 0:
+        trial_resources["memory"] = args.trial_memory_gb * 1e9
+    trainable = tune.with_resources(tune.with_parameters(trial_driver, setup=setup), trial_resources)
     max_t = (base_cfg.rec_meta.epochs if args.stage in ("rec", "both") else 0) + (
         base_cfg.dial_meta.epochs if args.stage in ("dial", "both") else 0)
     t0 = time.perf_counter()
@@ -281,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         "best_trial": best.trial_id, "best_params": best.params, "best_objective": best.objective,
         "command": "python -m ray_jobs.tune " + " ".join(sys.argv[1:] if argv is None else argv),
         "sweep_seconds": time.perf_counter() - t0, "concurrent_trials": conc,
+        "resources_per_trial": {"driver_cpus": args.trial_cpus, "workers": args.num_workers,
+                                "cpus_per_worker": args.cpus_per_worker, "memory_gb": args.trial_memory_gb},
     }
     out = root.child("report")
     _write(out, "best_config.yaml", dump_config(best_cfg))
@@ -316,11 +337,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _resources_line(report: dict) -> str:
+    r = report.get("resources_per_trial")
+    if not r:
+        return ""
+    mem = f", {r['memory_gb']} GB memory reserved" if r["memory_gb"] else " (memory not reserved)"
+    return (f"Resources per trial: {r['driver_cpus']} CPU driver + {r['workers']} Train worker(s) × "
+            f"{r['cpus_per_worker']} CPU{mem}; {report['concurrent_trials']} trial(s) at once.")
+
+
 def _markdown(report: dict, rows: list[TrialRow], space: SearchSpace) -> str:
     lines = [f"# Sweep ({report['stage']} stage): {len(rows)} trials", "", "Regenerate / resume with:", "",
              f"    {report['command']}", "", f"Objective: `objective` on the valid users (higher is better). "
              f"Best trial {report['best_trial']}: {report['best_params']} → {report['best_objective']:.5f}.", "",
-             format_table(rows, space)]
+             _resources_line(report), "", format_table(rows, space)]
     for name, stages in report.get("test", {}).items():
         lines += [f"## Test, {name} config (trained once more, evaluated on test once)", ""]
         for stage, m in stages.items():

@@ -18,19 +18,31 @@ def test_concurrency_is_capped_to_what_fits():
         tune_job.concurrency(2, total_cpus=2, per_trial=3)
 
 
+def test_concurrency_is_capped_by_reserved_memory():
+    # 8 CPUs fit 4 trials; 16 GB of memory fits two 7-GB trials and one 10-GB trial.
+    assert tune_job.concurrency(4, total_cpus=8, per_trial=1, total_memory_gb=16, trial_memory_gb=7) == 2
+    assert tune_job.concurrency(4, total_cpus=8, per_trial=1, total_memory_gb=16, trial_memory_gb=10) == 1
+    assert tune_job.concurrency(4, total_cpus=8, per_trial=1, total_memory_gb=16, trial_memory_gb=0) == 4
+    with pytest.raises(SystemExit, match="--trial-memory-gb"):
+        tune_job.concurrency(2, total_cpus=8, per_trial=1, total_memory_gb=16, trial_memory_gb=20)
+
+
 def test_sweep_writes_report_best_config_and_plots_and_resumes(synth_prepared, ray_cluster, tmp_path, capsys):
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump({"rec": {"inner_lr": {"type": "loguniform", "low": 1e-3, "high": 3e-2},
                                              "outer_lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}}))
     argv = ["--stage", "rec", "--data", synth_prepared, "--space", str(space), "--storage-path", str(tmp_path / "tune"),
             "--run-name", "sweep", "--trials", "4", "--max-concurrent-trials", "4", "--num-workers", "2",
-            "--cpus-per-worker", "0.25", "--trial-cpus", "0.25", "--save", str(tmp_path / "res" / "tune_rec"), *TINY_REC]
+            "--cpus-per-worker", "0.25", "--trial-cpus", "0.25", "--trial-memory-gb", "0.2",
+            "--save", str(tmp_path / "res" / "tune_rec"), *TINY_REC]
     assert tune_job.main(argv) == 0
     out = capsys.readouterr().out
     assert "running 2" in out  # 4 requested, 0.75 CPU each on 2 CPUs → 2 at once
     assert out.count("[tune] trial ") >= 4
     report = json.loads((tmp_path / "res" / "tune_rec.json").read_text())
     assert len(report["trials"]) == 4 and report["concurrent_trials"] == 2
+    assert report["resources_per_trial"]["memory_gb"] == 0.2
+    assert "0.2 GB memory reserved" in (tmp_path / "res" / "tune_rec.md").read_text()
     objectives = [t["objective"] for t in report["trials"]]
     assert objectives == sorted(objectives, reverse=True) and all(0 <= o <= 1 for o in objectives)
     best_yaml = tmp_path / "res" / "tune_rec_best_config.yaml"
