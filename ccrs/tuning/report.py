@@ -104,7 +104,13 @@ def plot_objective_vs_params(rows: list[TrialRow], space: SearchSpace, objective
             ax.set_xticks(range(len(labels)), labels)
         ax.plot(xs, [r.objective for r in have], "o")
         if param.log_scale:
+            from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
             ax.set_xscale("log")
+            # Ranges span 1–2 decades: label 1·10^k and 3·10^k plainly; matplotlib's labelled minor ticks overlap.
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(key)
         ax.set_ylabel(objective_name)
         out[key] = _png(fig)
