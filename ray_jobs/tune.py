@@ -185,6 +185,13 @@ def _rows(grid) -> list[TrialRow]:
     return rows
 
 
+def _trials_wall_seconds(grid) -> float:
+    """First trial start to last trial end, from the trials' own results (the same after a resume)."""
+    spans = [(m["timestamp"] - m.get("time_total_s", 0.0), m["timestamp"]) for m in (r.metrics for r in grid)
+             if m and "timestamp" in m]
+    return max(e for _, e in spans) - min(s for s, _ in spans) if spans else 0.0
+
+
 def _test_summary(results: dict[str, dict]) -> dict[str, dict]:
     out = {}
     if "rec" in results:
@@ -299,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         "stage": args.stage, "space": space.source, "trials": [r.__dict__ for r in ranked(rows)],
         "best_trial": best.trial_id, "best_params": best.params, "best_objective": best.objective,
         "command": "python -m ray_jobs.tune " + " ".join(sys.argv[1:] if argv is None else argv),
-        "sweep_seconds": time.perf_counter() - t0, "concurrent_trials": conc,
+        "sweep_wall_seconds": _trials_wall_seconds(grid), "this_invocation_seconds": time.perf_counter() - t0,
+        "concurrent_trials": conc,
         "resources_per_trial": {"driver_cpus": args.trial_cpus, "workers": args.num_workers,
                                 "cpus_per_worker": args.cpus_per_worker, "memory_gb": args.trial_memory_gb},
     }
@@ -350,7 +358,8 @@ def _markdown(report: dict, rows: list[TrialRow], space: SearchSpace) -> str:
     lines = [f"# Sweep ({report['stage']} stage): {len(rows)} trials", "", "Regenerate / resume with:", "",
              f"    {report['command']}", "", f"Objective: `objective` on the valid users (higher is better). "
              f"Best trial {report['best_trial']}: {report['best_params']} → {report['best_objective']:.5f}.", "",
-             _resources_line(report), "", format_table(rows, space)]
+             _resources_line(report) + f" Trials ran {report['sweep_wall_seconds'] / 60:.1f} min (wall clock).", "",
+             format_table(rows, space)]
     for name, stages in report.get("test", {}).items():
         lines += [f"## Test, {name} config (trained once more, evaluated on test once)", ""]
         for stage, m in stages.items():

@@ -60,6 +60,8 @@ def test_sweep_writes_report_best_config_and_plots_and_resumes(synth_prepared, r
     assert sorted(p.name for p in (tmp_path / "tune" / "sweep" / "trials").iterdir()) == trial_runs
     again = json.loads((tmp_path / "res" / "tune_rec.json").read_text())
     assert [t["trial_id"] for t in again["trials"]] == [t["trial_id"] for t in report["trials"]]
+    assert report["sweep_wall_seconds"] > 0
+    assert again["sweep_wall_seconds"] == pytest.approx(report["sweep_wall_seconds"])  # not the resume's own time
     assert "resuming the sweep" in capsys.readouterr().out
 
 
