@@ -346,9 +346,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _resources_line(report: dict) -> str:
-    r = report.get("resources_per_trial")
-    if not r:
-        return ""
+    r = report["resources_per_trial"]
     mem = f", {r['memory_gb']} GB memory reserved" if r["memory_gb"] else " (memory not reserved)"
     return (f"Resources per trial: {r['driver_cpus']} CPU driver + {r['workers']} Train worker(s) × "
             f"{r['cpus_per_worker']} CPU{mem}; {report['concurrent_trials']} trial(s) at once.")
