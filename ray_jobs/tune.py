@@ -24,7 +24,8 @@ Resources: a trial holds ``--trial-cpus`` for its driver plus its Train workers
 (``--num-workers`` × ``--cpus-per-worker``) and, with ``--trial-memory-gb``, that much of Ray's
 ``memory`` resource; the number of concurrent trials is capped so that all of them fit the cluster at
 once, by CPUs and by memory (no trial waits forever for workers another trial holds, and concurrent
-trials are not OOM-killed: on the real KG an L=2 trial peaks at ≈6.9 GB per worker).
+trials are not OOM-killed: on the real KG an L=2 worker peaks at ≈6.7 GB, see
+``benchmarks/meta_layers_cost.py``).
 
 At the end (under ``<storage>/<run-name>/report/`` and, with ``--save``, beside it): the ranked
 trial table (Markdown + JSON), ``best_config.yaml`` (a full config that ``--config`` of every driver
@@ -228,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trial-memory-gb", type=float, default=0.0,
                    help="memory a trial reserves (Ray's logical `memory` resource, held by the trial's driver for its "
                         "whole process tree), so concurrent trials never exceed RAM; 0 = size by CPUs only. Measured "
-                        "peaks on the real KG: L=1 ≈1.2 GB, L=2 ≈6.9 GB per worker; L=3 > 24 GB")
+                        "peaks per worker on the real KG: L=1 ≈0.9 GB, L=2 ≈6.7 GB, L=3 > 16 GB (benchmarks/meta_layers_cost.py)")
     p.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
     p.add_argument("--no-asha", action="store_true", help="no early stopping")

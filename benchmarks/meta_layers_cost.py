@@ -1,0 +1,84 @@
+"""Cost of one recommender meta-batch against the entity-encoder depth L (why the 2-CPU sweep fixes L=1).
+
+    .venv/bin/python benchmarks/meta_layers_cost.py --prepared runs/demo/prepared [--layers 1 2 3] [--cap-gb 16]
+
+For each L, a fresh child process builds ``RecMetaTraining`` on the prepared data (fold 0, paper
+defaults but ``n_heads=8``), runs ``--batches`` second-order MAML meta-batches (one worker, no Ray),
+and reports seconds per meta-batch and its peak RSS. Each child's address space is capped at
+``--cap-gb`` (``RLIMIT_AS``) so a depth that does not fit fails with an allocation error instead of
+waking the kernel's OOM killer. Writes results/meta_layers_cost.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+CHILD = r"""
+import json, resource, sys, time
+cap = int(float(sys.argv[4]) * 2**30)
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+from ccrs.config import load_config
+from ccrs.meta.rec_training import RecMetaTraining
+layers, prepared, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+out = {"layers": layers}
+try:
+    cfg = load_config(None, [f"recommender.n_layers={layers}", "recommender.n_heads=8"])
+    training = RecMetaTraining(cfg, prepared, 0)
+    batches = training.meta_batches(0)[:n]
+    training.meta_batches = lambda epoch: batches  # time exactly n meta-batches
+    t0 = time.perf_counter()
+    training.train_epoch()
+    out.update(seconds_per_meta_batch=(time.perf_counter() - t0) / len(batches), meta_batches=len(batches))
+except (MemoryError, RuntimeError) as e:  # torch's allocator raises RuntimeError("... can't allocate memory")
+    if not isinstance(e, MemoryError) and "allocate memory" not in str(e):
+        raise
+    out["error"] = f"out of memory under the {sys.argv[4]} GB cap"
+out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+print(json.dumps(out))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prepared", default="runs/demo/prepared")
+    ap.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--batches", type=int, default=4)
+    ap.add_argument("--cap-gb", type=float, default=16.0, help="address-space cap of each child process")
+    args = ap.parse_args()
+    rows = []
+    for layers in args.layers:
+        proc = subprocess.run([sys.executable, "-c", CHILD, str(layers), args.prepared, str(args.batches),
+                               str(args.cap_gb)], capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        row = json.loads(lines[-1]) if lines else {"layers": layers, "error": f"exit {proc.returncode}",
+                                                   "stderr": proc.stderr[-500:]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    base = next((r["seconds_per_meta_batch"] for r in rows if r["layers"] == 1 and "error" not in r), None)
+    for r in rows:
+        if base and "seconds_per_meta_batch" in r:
+            r["time_ratio_vs_L1"] = r["seconds_per_meta_batch"] / base
+    command = "python benchmarks/meta_layers_cost.py " + " ".join(sys.argv[1:])
+    report = {"command": command, "cap_gb": args.cap_gb, "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "meta_layers_cost.json").write_text(json.dumps(report, indent=2) + "\n")
+    md = ["# Recommender meta-batch cost against L (one process, n_heads=8, second-order MAML)", "",
+          f"    {command}", "", f"Each L in its own process, address space capped at {args.cap_gb} GB.", "",
+          "| L | s / meta-batch | × L=1 | peak RSS (GB) | outcome |", "|---|---:|---:|---:|---|"]
+    for r in rows:
+        sec = f"{r['seconds_per_meta_batch']:.2f}" if "seconds_per_meta_batch" in r else "—"
+        ratio = f"{r['time_ratio_vs_L1']:.1f}" if "time_ratio_vs_L1" in r else "—"
+        md.append(f"| {r['layers']} | {sec} | {ratio} | {r.get('peak_rss_gb', float('nan')):.2f} | "
+                  f"{r.get('error', 'ok')} |")
+    (RESULTS / "meta_layers_cost.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
