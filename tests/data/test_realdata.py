@@ -21,13 +21,14 @@ def real(shared_raw, tmp_path_factory):
 def test_real_counts(real):
     result, ds = real
     s = result.manifest["summary"]
-    assert s["conversations"] == 3612  # 1,342 official test + 2,270 train-side (SOURCES.md)
-    assert s["users_with_2plus_conversations"] == 293  # crs-evaluation.md
+    assert s["conversations"] == 6249  # 1,342 official test + 4,907 train-side (SOURCES.md, STATS.txt)
+    assert s["users_with_2plus_conversations"] == 361  # crs-evaluation.md, STATS.txt
     assert s["standard_split"]["test"]["conversations"] == 1342
     assert result.manifest["stats"]["movie_mention_kg_coverage"] >= 0.85
     assert result.manifest["stats"]["unknown_movie_mentions"] == 0
     # one fold holds ~30 test users; folds cover every multi-conversation user once
-    assert sum(s["users_per_fold"]) == 293 and 15 <= s["user_split"]["test"]["tasks"] <= 45
+    assert sum(s["users_per_fold"]) == 361 and 15 <= s["user_split"]["test"]["tasks"] <= 45
+    assert s["rec_samples"] == 24239  # STATS.txt (crslab KG, seed 42)
     # CRSLab-style samples on the official test split (every mentioned movie is an item here)
     assert 4000 <= s["standard_split"]["test"]["rec_samples"] <= 5200
 
@@ -42,7 +43,7 @@ def test_real_merged_and_unmerged_conversations_agree(real):
     for i in range(1, len(roles)):
         if cids[i] == cids[i - 1]:
             assert roles[i] != roles[i - 1]
-    assert len(convs) == 3612
+    assert len(convs) == 6249
 
 
 def test_real_s3_run_gives_identical_tables(real, shared_raw, s3_server):
