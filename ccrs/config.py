@@ -80,6 +80,11 @@ class RecommenderConfig:
     #: γ_0 in γ = γ_0 + Vec(A_r^i) W_u U_id (Eq. 2); the paper's form is 0, which starts training at
     #: a saddle (see ccrs/nn/user_relational_conv.py); 1 starts from plain relation-aware attention.
     gamma_offset: float = 1.0
+    #: How the user term of Eq. 2 becomes γ: ``linear`` (Eq. 2 as written, unbounded), ``tanh``
+    #: (γ_0 + tanh), ``softplus`` or ``relation_softmax`` (bounded, γ > 0; ccrs/nn/user_relational_conv.py).
+    gamma_form: str = "linear"
+    #: τ dividing the user term of Eq. 2 before ``gamma_form``.
+    gamma_temperature: float = 1.0
     #: Turn index embedded by the turn encoder (Eq. 7): ``recency`` (t - t_j) or ``absolute`` (t_j).
     turn_mode: str = "recency"
     #: √d of Eq. 2: ``head`` (per-head dim) or ``model`` (full d).
@@ -100,6 +105,9 @@ class RecommenderConfig:
         _one_of("recommender.variant", self.variant, REC_VARIANTS)
         _one_of("recommender.turn_mode", self.turn_mode, ("recency", "absolute"))
         _one_of("recommender.attention_scale", self.attention_scale, ("head", "model"))
+        _one_of("recommender.gamma_form", self.gamma_form, ("linear", "tanh", "softplus", "relation_softmax"))
+        if self.gamma_temperature <= 0:
+            raise ConfigError(f"recommender.gamma_temperature must be > 0, got {self.gamma_temperature}")
         _one_of("recommender.item_table", self.item_table, ("auto", "embedding", "encoder"))
         if self.entity_dim % self.n_heads:
             raise ConfigError(f"recommender.entity_dim={self.entity_dim} must be divisible by n_heads={self.n_heads}")
@@ -126,6 +134,10 @@ class RecTrainConfig:
     #: Valid metric used for model selection and early stopping (the best checkpoint is restored).
     select_metric: str = "ndcg@10"
     eval_batch_size: int = 256
+    #: ``user`` split: leave the valid/test users' support conversations out of training (they are
+    #: kept for the meta-test adaptation, so the warm start has not fitted them already). False is
+    #: the paper's fairness rule for baselines (they train on those support conversations).
+    holdout_adaptation: bool = False
 
     def __post_init__(self) -> None:
         _one_of("rec_train.select_metric", self.select_metric,
@@ -210,6 +222,24 @@ class MetaConfig:
     max_task_samples: int = 0
     #: Parameter-name patterns (fnmatch) kept global-only in the inner loop.
     outer_only: tuple[str, ...] = ("user_embedding*", "entity_embedding*")
+    #: If set, only parameters matching these patterns adapt (e.g. ``user_embedding*``: the user's own row).
+    inner_only: tuple[str, ...] = ()
+    #: Meta-SGD: learn one inner rate per adapted tensor (initialised to ``inner_lr``).
+    learn_inner_lr: bool = False
+    #: Which user row a task adapts from: ``own`` (the user's row of the warm start) or ``cold_start``
+    #: (row 0 for every user: row 0 is then the meta-learned initialisation that the inner loop
+    #: personalises, for training and meta-test users alike).
+    task_user_row: str = "own"
+    #: Weight each task of a meta-batch by its number of query samples (normalised to mean 1).
+    weight_by_query: bool = False
+    #: Meta-test the starting point (warm start or random init) on valid before the first meta-step
+    #: and keep it as the best state unless a meta-epoch beats it.
+    eval_start: bool = True
+
+    def __post_init__(self) -> None:
+        _one_of("meta.task_user_row", self.task_user_row, ("own", "cold_start"))
+        if self.inner_steps < 1:
+            raise ConfigError(f"meta.inner_steps must be >= 1, got {self.inner_steps}")
 
 
 def _dial_meta() -> MetaConfig:

@@ -146,6 +146,11 @@ def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> No
     elif world > 1:
         broadcast_parameters(training.model)
     sync = allreduce_gradients if world > 1 else None
+    if training.needs_start_evaluation():  # keep the start unless a meta-epoch beats it (eval_start)
+        start = training.evaluate("valid").metrics() if rank == 0 else None
+        training.record_start(broadcast_object(start, world))
+        if rank == 0:
+            print(json.dumps({"stage": training.stage, "epoch": 0, "start": True, **training.summary(start)}), flush=True)
     while not training.should_stop():
         stats = mean_across_ranks(training.train_epoch(sync, progress=rank == 0 and config["progress"]), world)
         if training.epoch % config["eval_every"] and not training.should_stop():
@@ -173,7 +178,7 @@ def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> No
     final: dict[str, Any] = {"epoch": training.epoch, "best_epoch": training.best_epoch, "resumed_at": training.resumed_at,
                              "replica_checksums": checksums, "replicas_identical": len(set(checksums)) == 1}
     if rank == 0:
-        training.model.load_state_dict(training.best_state)
+        training.restore_best()
         final |= finish(training, config, checksums)
     ray.train.report(broadcast_object(final, world))
 

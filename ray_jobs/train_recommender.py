@@ -70,7 +70,9 @@ def finish(training, config: dict, checksums: list[str]) -> dict[str, float]:
     buf = io.BytesIO()
     torch.save({"format": "ccrs.recommender/1", "config": training.cfg.to_dict(), "state_dict": training.best_state,
                 "user_ids": list(training.user_index.keys()), "user_rows": list(training.user_index.values()),
-                "epoch": training.best_epoch, "fold": training.fold, "meta": True}, buf)
+                "epoch": training.best_epoch, "fold": training.fold, "meta": True,
+                "inner_lrs": training.best_inner_lrs if training.meta_cfg.learn_inner_lr else {},
+                "eval_cold_start": training.eval_cold_start}, buf)
     storage.write_bytes(out.child("best.pt"), buf.getvalue())
     result = {**meta, "valid": reports["valid"], "test": reports["test"], "history": training.history,
               "out": out.uri, "epochs_run": training.epoch, "replica_checksums": checksums,

@@ -160,24 +160,38 @@ class RecExamples:
         for lo in range(0, len(self), batch_size):
             yield self.batch(order[lo : lo + batch_size])
 
-    def select(self, index: Tensor | list[int]) -> RecExamples:
-        """A new ``RecExamples`` with only the samples at ``index`` (in that order)."""
+    def select(self, index: Tensor | list[int], cold_start: bool = False) -> RecExamples:
+        """A new ``RecExamples`` with only the samples at ``index`` (in that order); ``cold_start``
+        maps every sample's user to the cold-start row."""
         index = torch.as_tensor(index, dtype=torch.long)
-        return RecExamples(self.table.take(pa.array(index.numpy())), self._entity_to_item, self._user_index,
-                           self.max_context_entities)
+        out = RecExamples(self.table.take(pa.array(index.numpy())), self._entity_to_item, self._user_index,
+                          self.max_context_entities)
+        if cold_start:
+            out.users = torch.full_like(out.users, COLD_START_USER)
+        return out
 
     def subset(self, mask: Tensor) -> Tensor:
         """Indices of the samples where ``mask`` holds (e.g. ``~label_in_context`` for dedup)."""
         return torch.nonzero(mask, as_tuple=False).flatten()
 
 
-def part_of_conversations(ds: PreparedDataset, split: str, fold: int | None = None) -> dict[str, str]:
-    """``{conversation_id: train|valid|test}`` after the fairness rule (module docstring)."""
+def part_of_conversations(ds: PreparedDataset, split: str, fold: int | None = None,
+                          holdout_adaptation: bool = False) -> dict[str, str]:
+    """``{conversation_id: train|valid|test|adapt}`` after the fairness rule (module docstring).
+
+    ``holdout_adaptation`` (``user`` split): the valid/test users' support conversations become
+    ``adapt`` instead of ``train``: no model trains on them, they are left for the meta-test
+    adaptation (those users then have no user row: they start from the cold-start row).
+    """
     by_split = ds.conversation_splits(split, fold)
     if split == "standard":
         return by_split
     parts = ds.conversation_parts()
-    return {c: splits_mod.user_split_roles(s, parts.get(c, "support")) for c, s in by_split.items()}
+    out = {c: splits_mod.user_split_roles(s, parts.get(c, "support")) for c, s in by_split.items()}
+    if holdout_adaptation:
+        out = {c: "adapt" if s != "train" and parts.get(c, "support") == "support" else out[c]
+               for c, s in by_split.items()}
+    return out
 
 
 def build_user_index(samples: pa.Table, conv_part: dict[str, str]) -> dict[int, int]:
@@ -197,11 +211,12 @@ def rec_parts(
     max_context_entities: int = 64,
     kg: KnowledgeGraph | None = None,
     user_index: dict[int, int] | None = None,
+    holdout_adaptation: bool = False,
 ) -> tuple[dict[str, RecExamples], dict[int, int]]:
     """``({train, valid, test}: RecExamples, user_index)`` for one split (and fold for ``user``)."""
     kg = kg or KnowledgeGraph.from_dataset(ds)
     samples = ds.table("rec_samples")
-    conv_part = part_of_conversations(ds, split, fold)
+    conv_part = part_of_conversations(ds, split, fold, holdout_adaptation)
     if user_index is None:
         user_index = build_user_index(samples, conv_part)
     part_col = pa.array([conv_part.get(c, "none") for c in samples.column("conversation_id").to_pylist()])

@@ -12,6 +12,22 @@ shared data.
 
 The KG is sized so every relation keeps more than 1000 directed edges, CRSLab's filter threshold:
 the default config prepares it unchanged.
+
+``taste`` chooses how users pick movies:
+
+``visible`` (default; the fixture of most tests)
+    As above: the seeker names the shared value ("movies directed by X"), so the text carries it.
+``planted``
+    A hidden, user-specific taste that only the user's own conversations reveal. Each user has one
+    relation type (director, starring or genre, in turn). In every conversation the seeker mentions
+    one random movie A in neutral words, and the recommender answers in one turn with three movies
+    that share the user's relation with A (A's director for a director user, one of A's actors for
+    a starring user, A's genre for a genre user). The context of every sample is A alone, which is
+    linked to all three relations: a model that does not know the user cannot tell which one
+    matters; the user's support conversations show it.
+``control``
+    The same conversations with the relation drawn afresh per conversation: no user-level signal,
+    identical marginals. A customized model must be no worse than a plain one here.
 """
 
 from __future__ import annotations
@@ -47,6 +63,18 @@ class SynthSpec:
     test_user_fraction: float = 0.2
     no_id2entity_fraction: float = 0.1
     no_kg_node_fraction: float = 0.02
+    #: ``visible`` | ``planted`` | ``control`` (module docstring).
+    taste: str = "visible"
+    n_genres: int = len(GENRES)
+
+    def __post_init__(self) -> None:
+        if self.taste not in TASTES:
+            raise ValueError(f"taste must be one of {TASTES}, got {self.taste!r}")
+        if not 1 <= self.n_genres <= len(GENRES):
+            raise ValueError(f"n_genres must be in [1, {len(GENRES)}], got {self.n_genres}")
+
+
+TASTES = ("visible", "planted", "control")
 
 
 def _uri_token(name: str) -> str:
@@ -76,7 +104,7 @@ def write_synthetic_raw(out: str | Path, spec: SynthSpec = SynthSpec(), kg_forma
                 "year": 1970 + rng.randrange(50),
                 "director": directors[i % len(directors)],
                 "starring": [actors[i % len(actors)], actors[(i * 7 + 3) % len(actors)]],
-                "genre": [f"{GENRES[i % len(GENRES)]} film"],
+                "genre": [f"{GENRES[i % spec.n_genres]} film"],
             }
         )
 
@@ -146,10 +174,20 @@ def write_synthetic_raw(out: str | Path, spec: SynthSpec = SynthSpec(), kg_forma
     n_test = max(1, int(spec.n_users * spec.test_user_fraction))
     conv_id = 20000
     files = {"train_data.jsonl": [], "test_data.jsonl": []}
+    # In the planted/control modes only movies with a KG node are used: the signal lives in the KG.
+    in_kg = [m for m in movies if m["movie_id"] not in no_node]
     for u in range(spec.n_users):
         is_test = u >= spec.n_users - n_test
         seeker = (2000 if is_test else 1) + u
         relation = RELATIONS[u % len(RELATIONS)]
+        if spec.taste != "visible":
+            for c in range(spec.conversations_per_user):
+                conv_id += 1
+                recommender = (3000 if is_test else 500) + rng.randrange(30)
+                rel = relation if spec.taste == "planted" else RELATIONS[rng.randrange(len(RELATIONS))]
+                conv = _hidden_taste_conversation(str(conv_id), seeker, recommender, rel, in_kg, by_value, rng)
+                files["test_data.jsonl" if is_test else "train_data.jsonl"].append(conv)
+            continue
         values = sorted(v for (r, v) in by_value if r == relation)
         value = values[rng.randrange(len(values))]
         pool = by_value[(relation, value)]
@@ -168,6 +206,32 @@ def write_synthetic_raw(out: str | Path, spec: SynthSpec = SynthSpec(), kg_forma
         f"Synthetic ReDial-schema data written by `ccrs data synth` (seed {spec.seed}). Not real dialogues.\n"
     )
     return out
+
+
+def _hidden_taste_conversation(cid, seeker, recommender, relation, movies, by_value, rng) -> dict:
+    """One seed movie in neutral words, then one recommender turn with three movies that share
+    ``relation`` with it (never named in the text): see the module docstring (``planted``)."""
+    while True:
+        a = movies[rng.randrange(len(movies))]
+        value = a["director"] if relation == "director" else rng.choice(a[relation])
+        pool = [m for m in by_value[(relation, value)] if m["movie_id"] != a["movie_id"] and m in movies]
+        if len(pool) >= 3:
+            break
+    picks = rng.sample(pool, 3)
+    msgs = [
+        (seeker, "Hi there!"),
+        (seeker, f"I really enjoyed @{a['movie_id']} last week. What should I watch next?"),
+        (recommender, f"You might like @{picks[0]['movie_id']} or @{picks[1]['movie_id']} , "
+                      f"and @{picks[2]['movie_id']} is worth a try too."),
+        (seeker, "Thanks, I will check them out. Bye!"),
+    ]
+    messages = [{"senderWorkerId": s, "text": t, "messageId": 900000 + int(cid) * 10 + i, "timeOffset": 10 * i}
+                for i, (s, t) in enumerate(msgs)]
+    mentions = {str(m["movie_id"]): f"{m['title']} ({m['year']})" for m in (a, *picks)}
+    questions = {k: {"suggested": int(k != str(a["movie_id"])), "seen": 0, "liked": 1} for k in mentions}
+    return {"conversationId": cid, "initiatorWorkerId": seeker, "respondentWorkerId": recommender,
+            "movieMentions": mentions, "initiatorQuestions": questions, "respondentQuestions": questions,
+            "messages": messages}
 
 
 def _phrase(relation: str, value: str) -> str:

@@ -33,7 +33,7 @@ from ccrs import storage
 from ccrs.config import CCRSConfig, config_from_dict
 from ccrs.eval.rec_evaluator import RecPredictions
 from ccrs.eval.rec_metrics import metrics_from_ranks, per_sample_metrics
-from ccrs.eval.significance import paired_test
+from ccrs.eval.significance import paired_tests
 
 COLUMNS = ("hit@1", "hit@10", "hit@50", "mrr@10", "mrr@50", "ndcg@10", "ndcg@50")
 HEADERS = ("HR@1", "HR@10", "HR@50", "MRR@10", "MRR@50", "NDCG@10", "NDCG@50")
@@ -132,6 +132,8 @@ def aggregate(
         for variant in ("all", "dedup"):
             sel = [(s, p.ranks[~p.label_in_context] if variant == "dedup" else p.ranks,
                     p.sample_ids[~p.label_in_context] if variant == "dedup" else p.sample_ids) for s, p in preds]
+            users = [np.asarray(p.user_ids)[(~p.label_in_context).numpy()] if variant == "dedup"
+                     else np.asarray(p.user_ids) for _, p in preds]
             per_run = [metrics_from_ranks(r) for _, r, _ in sel]
             spread = {m: _spread([r[m] for r in per_run]) for m in (*COLUMNS, "count")}
             entry: dict[str, Any] = {"runs": [s.key for s in specs], "spread": spread,
@@ -141,6 +143,7 @@ def aggregate(
                 entry["metrics"] = metrics_from_ranks(pooled)
                 keys = np.concatenate([[f"{s.key}:{i}" for i in ids.tolist()] for s, _, ids in sel])
                 values = {m: torch.cat([per_sample_metrics(r)[m] for _, r, _ in sel]).numpy() for m in TEST_METRICS}
+                values["users"] = np.concatenate(users)
                 order = np.argsort(keys, kind="stable")  # rows may list samples in any order (meta: by user)
                 keys, values = keys[order], {m: v[order] for m, v in values.items()}
             else:  # same samples for every seed: mean ± std over seeds; per-sample values averaged
@@ -149,6 +152,7 @@ def aggregate(
                 keys = np.array([str(i) for i in sel[0][2][order[0]].tolist()])
                 values = {m: np.mean([per_sample_metrics(r[o])[m].numpy() for (_, r, _), o in zip(sel, order, strict=True)], 0)
                           for m in TEST_METRICS}
+                values["users"] = users[0][order[0].numpy()]
             table[split][variant][model] = entry
             per_sample[(split, variant, model)] = {"keys": keys, **values}
     tests = []
@@ -162,7 +166,7 @@ def aggregate(
                     raise ValueError(f"{a} and {b} were evaluated on different {split} samples; cannot pair them")
                 for m in TEST_METRICS:
                     tests.append({"split": split, "variant": variant, "a": a, "b": b, "metric": m,
-                                  **paired_test(pa_[m], pb[m], n_resamples=n_resamples)})
+                                  **paired_tests(pa_[m], pb[m], pa_["users"], n_resamples=n_resamples)})
     return {"part": part, "table": json.loads(json.dumps(table)), "significance": tests}
 
 
@@ -184,12 +188,16 @@ def format_markdown(report: dict) -> str:
             lines.append("")
     if report["significance"]:
         lines += ["## Paired significance", "",
-                  "| split | samples | A vs B | metric | A | B | diff (95% CI) | p (perm.) | p (t) | wins/losses |",
-                  "|---|---|---|---|---:|---:|---|---:|---:|---|"]
+                  "User-level (whole users sign-flipped / resampled: the headline test) beside per-sample.", "",
+                  "| split | samples | A vs B | metric | A | B | diff | 95% CI (users) | p (users) | user wins/losses "
+                  "| 95% CI (samples) | p (samples, perm.) | sample wins/losses |",
+                  "|---|---|---|---|---:|---:|---:|---|---:|---|---|---:|---|"]
         for t in report["significance"]:
-            lines.append(f"| {t['split']} | {t['variant']} (n={t['n']}) | {t['a']} vs {t['b']} | {t['metric']} | "
-                         f"{t['mean_a']:.4f} | {t['mean_b']:.4f} | {t['diff']:+.4f} ({t['ci95_low']:+.4f}, "
-                         f"{t['ci95_high']:+.4f}) | {t['p_permutation']:.4f} | {t['p_t']:.2g} | {t['wins']}/{t['losses']} |")
+            lines.append(f"| {t['split']} | {t['variant']} (n={t['n']}, {t.get('users', '?')} users) | {t['a']} vs {t['b']} | "
+                         f"{t['metric']} | {t['mean_a']:.4f} | {t['mean_b']:.4f} | {t['diff']:+.4f} | "
+                         f"({t.get('user_ci95_low', float('nan')):+.4f}, {t.get('user_ci95_high', float('nan')):+.4f}) | "
+                         f"{t.get('p_user_permutation', float('nan')):.4f} | {t.get('user_wins', '?')}/{t.get('user_losses', '?')} | "
+                         f"({t['ci95_low']:+.4f}, {t['ci95_high']:+.4f}) | {t['p_permutation']:.4f} | {t['wins']}/{t['losses']} |")
         lines.append("")
     return "\n".join(lines)
 

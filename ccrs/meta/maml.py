@@ -19,7 +19,14 @@ conversations). With θ the global parameters split into inner θ_I (adapted per
   term is ``include_support_loss`` (default on). The sum over the meta-batch is a sum, as written.
 * Parameter split (``outer_only`` patterns, fnmatch on parameter names): the paper's notation for the
   split is inconsistent between §2.4 and Algorithm 1; we read it as "embeddings are global, the
-  encoders adapt", and keep it a config key.
+  encoders adapt", and keep it a config key. ``inner_only`` (patterns) restricts θ_I further: e.g.
+  ``("user_embedding*",)`` adapts only the user's own embedding row (the other reading of the split:
+  the user representation is what customizes; only the rows a batch uses get a gradient).
+* ``learn_inner_lr`` (Meta-SGD, Li et al. 2017, as an option): one learned inner rate per adapted
+  parameter tensor, :math:`\theta_I' = \theta_I - \beta_p \odot \nabla`, with
+  :math:`\beta_p = \exp(\log\beta_p)` initialised to β and trained by the outer update.
+* Task weights (``MetaTask.weight``): the sum of Eq. 14 weights each user equally; a task may carry
+  a weight (e.g. its number of query samples), normalised to mean 1 over the meta-batch.
 
 The model is reached only through ``loss_fn(model, params, batch) -> scalar``, so the same engine
 serves the recommender and the generator.
@@ -58,6 +65,7 @@ class MetaTask:
     user_id: int
     support: Any
     query: Any
+    weight: float = 1.0
 
 
 class MAML:
@@ -72,6 +80,8 @@ class MAML:
         first_order: bool = False,
         include_support_loss: bool = True,
         outer_only: Sequence[str] = (),
+        inner_only: Sequence[str] = (),
+        learn_inner_lr: bool = False,
     ) -> None:
         if inner_steps < 1:
             raise ValueError(f"inner_steps must be >= 1, got {inner_steps}")
@@ -82,12 +92,43 @@ class MAML:
         self.first_order = first_order
         self.include_support_loss = include_support_loss
         self.inner_names, self.outer_names = split_parameters(model, outer_only)
+        if inner_only:
+            keep = [n for n in self.inner_names if any(fnmatch.fnmatchcase(n, pat) for pat in inner_only)]
+            if not keep:
+                raise ValueError(f"inner_only patterns {tuple(inner_only)} match no adaptable parameter "
+                                 f"(adaptable: {self.inner_names[:8]})")
+            self.outer_names += [n for n in self.inner_names if n not in keep]
+            self.inner_names = keep
+        self.log_inner_lrs: dict[str, Tensor] = {}
+        if learn_inner_lr:
+            device = next(model.parameters()).device
+            self.log_inner_lrs = {n: torch.tensor(float(torch.log(torch.tensor(inner_lr))), device=device,
+                                                  requires_grad=True) for n in self.inner_names}
 
     @classmethod
-    def from_config(cls, model: nn.Module, loss_fn: LossFn, cfg) -> MAML:
-        """From a :class:`ccrs.config.MetaConfig`."""
-        return cls(model, loss_fn, cfg.inner_lr, cfg.inner_steps, cfg.first_order, cfg.include_support_loss,
-                   cfg.outer_only)
+    def from_config(cls, model: nn.Module, loss_fn: LossFn, cfg, inner_lrs: dict[str, float] | None = None) -> MAML:
+        """From a :class:`ccrs.config.MetaConfig`; ``inner_lrs``: learned Meta-SGD rates of a checkpoint."""
+        maml = cls(model, loss_fn, cfg.inner_lr, cfg.inner_steps, cfg.first_order, cfg.include_support_loss,
+                   cfg.outer_only, cfg.inner_only, cfg.learn_inner_lr)
+        if inner_lrs:
+            maml.load_inner_lrs(inner_lrs)
+        return maml
+
+    def meta_parameters(self) -> list[Tensor]:
+        """Tensors the outer optimizer trains besides the model's (the Meta-SGD log-rates)."""
+        return list(self.log_inner_lrs.values())
+
+    def inner_lrs(self) -> dict[str, float]:
+        """The inner rate of each adapted tensor (β everywhere unless Meta-SGD learned them)."""
+        if not self.log_inner_lrs:
+            return {n: self.inner_lr for n in self.inner_names}
+        return {n: float(v.detach().exp()) for n, v in self.log_inner_lrs.items()}
+
+    def load_inner_lrs(self, rates: dict[str, float]) -> None:
+        for n, v in self.log_inner_lrs.items():
+            if n in rates:
+                with torch.no_grad():
+                    v.fill_(float(torch.log(torch.tensor(rates[n]))))
 
     def parameters_dict(self) -> dict[str, Tensor]:
         return dict(self.model.named_parameters())
@@ -109,7 +150,8 @@ class MAML:
             grads = torch.autograd.grad(loss, inner, create_graph=create_graph, allow_unused=True)
             for name, g in zip(self.inner_names, grads, strict=True):
                 if g is not None:
-                    params[name] = params[name] - self.inner_lr * g
+                    lr = self.log_inner_lrs[name].exp() if self.log_inner_lrs else self.inner_lr
+                    params[name] = params[name] - lr * g
         return params
 
     def task_loss(self, task: MetaTask) -> tuple[Tensor, dict[str, float]]:
@@ -141,16 +183,17 @@ def meta_step(
     """
     optimizer.zero_grad(set_to_none=False)
     sums: dict[str, float] = {}
+    mean_weight = sum(t.weight for t in tasks) / max(len(tasks), 1)
     for task in tasks:
         loss, stats = maml.task_loss(task)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"meta-loss of user {task.user_id} is {loss.item()} ({stats})")
-        loss.backward()
+        (loss * (task.weight / mean_weight) if task.weight != mean_weight else loss).backward()
         for k, v in stats.items():
             sums[k] = sums.get(k, 0.0) + v
     if sync_grads is not None:
         sync_grads(maml.model)
     if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(maml.model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_([*maml.model.parameters(), *maml.meta_parameters()], grad_clip)
     optimizer.step()
     return {k: v / max(len(tasks), 1) for k, v in sums.items()} | {"tasks": len(tasks)}

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ccrs.data.dataset import PreparedDataset
-from ccrs.data.rec_examples import KnowledgeGraph, RecBatch, RecExamples
+from ccrs.data.rec_examples import COLD_START_USER, KnowledgeGraph, RecBatch, RecExamples
 from ccrs.eval.rec_evaluator import RecPredictions, predict
 from ccrs.meta.maml import MAML, MetaTask
 
@@ -59,7 +59,7 @@ class RecTaskSet:
 
     @classmethod
     def from_dataset(
-        cls, ds: PreparedDataset, fold: int, kg: KnowledgeGraph, user_index: dict[int, int], max_context_entities: int = 64
+        cls, ds: PreparedDataset, fold: int, kg: KnowledgeGraph, user_index: dict[int, int], max_context_entities: int = 64,
     ) -> RecTaskSet:
         roles = ds.user_splits(fold)
         parts = ds.conversation_parts()
@@ -85,24 +85,37 @@ class RecTaskSet:
     def of_role(self, role: str) -> list[UserTask]:
         return [u for u in self.users if u.role == role]
 
-    def tasks(self, role: str) -> list[MetaTask]:
-        return [MetaTask(u.user_id, self.examples.batch(u.support), self.examples.batch(u.query)) for u in self.of_role(role)]
+    def batch(self, index: Tensor, cold_start: bool = False) -> RecBatch:
+        """Samples at ``index``; ``cold_start`` puts every sample on the cold-start user row."""
+        batch = self.examples.batch(index)
+        if cold_start:
+            batch.users = torch.full_like(batch.users, COLD_START_USER)
+        return batch
+
+    def tasks(self, role: str, cold_start: bool = False) -> list[MetaTask]:
+        return [MetaTask(u.user_id, self.batch(u.support, cold_start), self.batch(u.query, cold_start))
+                for u in self.of_role(role)]
 
 
-def meta_predict(maml: MAML, task_set: RecTaskSet, role: str, batch_size: int = 256) -> RecPredictions:
-    """Meta-test: per user, adapt on the support samples (same K, β), rank the query samples."""
+def meta_predict(maml: MAML, task_set: RecTaskSet, role: str, batch_size: int = 256, cold_start: bool = False,
+                 adapt: bool = True) -> RecPredictions:
+    """Meta-test: per user, adapt on the support samples (same K, β), rank the query samples.
+
+    ``cold_start``: every user starts from the cold-start row (their own row was never trained, or the
+    inner loop is what personalises row 0). ``adapt=False`` ranks with the global parameters (β = 0).
+    """
     model = maml.model
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     parts = []
     for user in task_set.of_role(role):
-        if user.support.numel():
-            params = maml.adapt(task_set.examples.batch(user.support).to(device), create_graph=False)
+        if adapt and user.support.numel():
+            params = maml.adapt(task_set.batch(user.support, cold_start).to(device), create_graph=False)
         else:  # nothing to adapt on
             params = maml.parameters_dict()
         params = {k: v.detach() for k, v in params.items()}
-        parts.append(predict(AdaptedModel(model, params), task_set.examples.select(user.query), batch_size))
+        parts.append(predict(AdaptedModel(model, params), task_set.examples.select(user.query, cold_start), batch_size))
     model.train(was_training)
     return concat_predictions(parts)
 

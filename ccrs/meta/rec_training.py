@@ -43,23 +43,31 @@ class RecMetaTraining(MetaTraining):
         self.fold = fold
         self.kg = KnowledgeGraph.from_dataset(ds)
         # Same user numbering as the plain trainer, so a plain checkpoint can initialise meta-training.
-        self.user_index = build_user_index(ds.table("rec_samples"), part_of_conversations(ds, "user", fold))
+        self.user_index = build_user_index(
+            ds.table("rec_samples"), part_of_conversations(ds, "user", fold, cfg.rec_train.holdout_adaptation))
         self.tasks = RecTaskSet.from_dataset(ds, fold, self.kg, self.user_index, cfg.recommender.max_context_entities)
         self.train_users = self.tasks.of_role("train")
         model = build_recommender(cfg.recommender, self.kg, len(self.user_index))
         if init_state is not None:
             model.load_state_dict(init_state)
+        # Rows no task trains: from scratch, the valid/test users' own rows stay random (only training
+        # users' tasks reach the user table), so they meta-test from the cold-start row; with
+        # ``task_user_row=cold_start`` every task starts from row 0.
+        self.task_cold_start = cfg.rec_meta.task_user_row == "cold_start"
+        self.eval_cold_start = self.task_cold_start or init_state is None
         super().__init__(cfg, cfg.rec_meta, model, rec_loss, len(self.train_users), cfg.rec_train.patience, rank,
                          world_size, device)
 
     def task(self, i: int) -> MetaTask:
         user = self.train_users[i]
-        ex = self.tasks.examples
-        return MetaTask(user.user_id, ex.batch(user.support).to(self.device), ex.batch(user.query).to(self.device))
+        cold = self.task_cold_start
+        weight = float(user.query.numel()) if self.meta_cfg.weight_by_query else 1.0
+        return MetaTask(user.user_id, self.tasks.batch(user.support, cold).to(self.device),
+                        self.tasks.batch(user.query, cold).to(self.device), weight)
 
-    def evaluate(self, role: str) -> RecPredictions:
+    def evaluate(self, role: str, adapt: bool = True) -> RecPredictions:
         """Meta-test on valid/test users: adapt on support, rank query (both metric variants)."""
-        return meta_predict(self.maml, self.tasks, role)
+        return meta_predict(self.maml, self.tasks, role, cold_start=self.eval_cold_start, adapt=adapt)
 
     def select_score(self, metrics: dict) -> float:
         return metrics["all"][self.cfg.rec_train.select_metric]
@@ -71,4 +79,5 @@ class RecMetaTraining(MetaTraining):
         return {"valid": metrics["all"], "valid_dedup": metrics["dedup"]}
 
     def extra_state(self) -> dict[str, Any]:
-        return {"fold": self.fold, "user_ids": list(self.user_index.keys()), "user_rows": list(self.user_index.values())}
+        return {"fold": self.fold, "user_ids": list(self.user_index.keys()), "user_rows": list(self.user_index.values()),
+                "eval_cold_start": self.eval_cold_start}

@@ -50,12 +50,13 @@ class MetaTraining:
         self.model = model.to(self.device)
         self.n_train_users = n_train_users
         self.maml = MAML.from_config(self.model, loss_fn, meta_cfg)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=meta_cfg.outer_lr)
+        self.optimizer = torch.optim.Adam([*self.model.parameters(), *self.maml.meta_parameters()], lr=meta_cfg.outer_lr)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.best_score = -math.inf
         self.best_epoch = 0
         self.best_state = copy.deepcopy(self.model.state_dict())
+        self.best_inner_lrs = self.maml.inner_lrs()
         self.resumed_at: list[int] = []  # epochs this run was resumed after (failures, reruns)
 
     # -- hooks ----------------------------------------------------------------------------------
@@ -119,11 +120,24 @@ class MetaTraining:
         if score > self.best_score:
             self.best_score, self.best_epoch = score, self.epoch
             self.best_state = copy.deepcopy(self.model.state_dict())
+            self.best_inner_lrs = self.maml.inner_lrs()
             return True
         return False
 
+    def needs_start_evaluation(self) -> bool:
+        """``eval_start``: the starting point is meta-tested (epoch 0) before the first meta-step."""
+        return self.meta_cfg.eval_start and self.epoch == 0 and not self.history
+
+    def record_start(self, metrics: dict) -> None:
+        """Epoch 0 = the starting point, adapted as at meta-test: the best state unless a meta-epoch beats it."""
+        self.record_valid(metrics, {"epoch": 0, "meta_steps": 0, "start": True})
+
+    def restore_best(self) -> None:
+        self.model.load_state_dict(self.best_state)
+        self.maml.load_inner_lrs(self.best_inner_lrs)
+
     def should_stop(self) -> bool:
-        return self.epoch >= self.meta_cfg.epochs or (self.best_epoch > 0 and self.epoch - self.best_epoch > self.patience)
+        return self.epoch >= self.meta_cfg.epochs or (bool(self.history) and self.epoch - self.best_epoch > self.patience)
 
     # -- state ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -138,6 +152,8 @@ class MetaTraining:
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "best_state": self.best_state,
+            "inner_lrs": self.maml.inner_lrs(),
+            "best_inner_lrs": self.best_inner_lrs,
             "resumed_at": self.resumed_at,
             **self.extra_state(),
         }
@@ -147,4 +163,6 @@ class MetaTraining:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.history = state["epoch"], state["history"]
         self.best_score, self.best_epoch, self.best_state = state["best_score"], state["best_epoch"], state["best_state"]
+        self.maml.load_inner_lrs(state.get("inner_lrs", {}))
+        self.best_inner_lrs = state.get("best_inner_lrs", self.maml.inner_lrs())
         self.resumed_at = [*state.get("resumed_at", []), self.epoch]

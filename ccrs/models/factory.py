@@ -43,4 +43,6 @@ def load_recommender(uri, kg: KnowledgeGraph, map_location: str = "cpu"):
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         raise CheckpointError(f"{uri}: does not fit this dataset's KG ({str(exc).splitlines()[0]})") from None
+    # How a meta checkpoint adapts (learned Meta-SGD rates, cold-start rows): read by the services.
+    model.meta_info = {"inner_lrs": payload.get("inner_lrs") or {}, "eval_cold_start": bool(payload.get("eval_cold_start"))}
     return model.eval(), cfg, user_index

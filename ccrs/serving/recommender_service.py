@@ -75,7 +75,11 @@ class RecommenderService:
         self.relation_names = relation_names or [f"relation_{r}" for r in range(kg.num_relations)]
         self.linker, self.entity_names, self.version = linker, entity_names, version
         self.entity_to_item = kg.entity_to_item()
-        self.maml = MAML.from_config(self.model, rec_loss, cfg.rec_meta)
+        info = getattr(model, "meta_info", {})
+        self.maml = MAML.from_config(self.model, rec_loss, cfg.rec_meta, info.get("inner_lrs"))
+        # A meta checkpoint whose users meta-test from the cold-start row (task_user_row=cold_start, or
+        # meta-trained from scratch): every user is ranked from row 0, personalised only by adaptation.
+        self.cold_start_rows = bool(info.get("eval_cold_start", False))
         self.cache_size = cache_size
         self._adapted: OrderedDict[tuple[str, int], dict[str, Tensor]] = OrderedDict()
 
@@ -105,6 +109,8 @@ class RecommenderService:
 
     def _row(self, user_id: int | None) -> tuple[int, bool]:
         row = self.user_index.get(user_id) if user_id is not None else None
+        if row is not None and self.cold_start_rows:
+            return COLD_START_USER, True
         return (row, True) if row is not None else (COLD_START_USER, False)
 
     def batch(self, queries: list[tuple[int | None, Turns]], labels: list[int] | None = None,

@@ -30,3 +30,36 @@ def test_noise_only_difference_is_not_significant():
 def test_shapes_must_match():
     with pytest.raises(ValueError, match="equal"):
         paired_test([1.0, 2.0], [1.0])
+
+
+def test_user_level_test_is_honest_about_correlated_samples():
+    # 6 users x 200 samples: each user's samples share one offset (a user effect), the mean offset ~0.
+    # Per sample, thousands of "independent" wins look significant; per user there are 6 signs only.
+    rng = np.random.default_rng(3)
+    users = np.repeat(np.arange(6), 200)
+    offset = np.array([0.3, -0.25, 0.2, -0.1, 0.35, -0.2])[users]
+    b = rng.random(users.size)
+    a = b + offset + 0.01 * rng.standard_normal(users.size)
+    from ccrs.eval.significance import user_paired_test
+
+    per_sample = paired_test(a, b, n_resamples=2000)
+    per_user = user_paired_test(a, b, users, n_resamples=2000)
+    assert per_sample["p_permutation"] < 0.01  # the over-confident answer
+    assert per_user["p_user_permutation"] > 0.2 and per_user["users"] == 6
+    assert per_user["user_wins"] == 3 and per_user["user_losses"] == 3
+    assert per_user["diff"] == pytest.approx(per_sample["diff"])
+
+
+def test_user_level_test_finds_a_consistent_per_user_gain():
+    rng = np.random.default_rng(4)
+    users = np.repeat(np.arange(40), 10)
+    b = rng.random(users.size)
+    a = b + 0.05 + 0.02 * rng.standard_normal(users.size)
+    from ccrs.eval.significance import paired_tests
+
+    r = paired_tests(a, b, users, n_resamples=2000)
+    assert r["p_user_permutation"] < 0.001 and r["user_ci95_low"] > 0 and r["user_wins"] == 40
+    assert r["p_permutation"] < 0.001  # both tests in one record
+    # whole users resampled: one user alone cannot be tested against a null of 2 signs
+    one = paired_tests(a[:10], b[:10], users[:10], n_resamples=500)
+    assert one["p_user_permutation"] > 0.4
