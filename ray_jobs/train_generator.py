@@ -61,7 +61,7 @@ def finish(training, config: dict, checksums: list[str]) -> dict[str, float]:
         flat |= flat_metrics(role, reports[role])
     save_checkpoint(out.child("best.pt"), training.checkpoint_payload())
     result = {**meta, "valid": reports["valid"], "test": reports["test"], "history": training.history,
-              "out": out.uri, "epochs_run": training.epoch, "vocab_size": len(training.data.tokenizer),
+              "start": training.start, "out": out.uri, "epochs_run": training.epoch, "vocab_size": len(training.data.tokenizer),
               "replica_checksums": checksums, "replicas_identical": len(set(checksums)) == 1}
     storage.write_bytes(out.child("result.json"), json.dumps({"result": result}, indent=2).encode())
     return flat

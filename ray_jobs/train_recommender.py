@@ -75,7 +75,7 @@ def finish(training, config: dict, checksums: list[str]) -> dict[str, float]:
                 "eval_cold_start": training.eval_cold_start}, buf)
     storage.write_bytes(out.child("best.pt"), buf.getvalue())
     result = {**meta, "valid": reports["valid"], "test": reports["test"], "history": training.history,
-              "out": out.uri, "epochs_run": training.epoch, "replica_checksums": checksums,
+              "start": training.start, "out": out.uri, "epochs_run": training.epoch, "replica_checksums": checksums,
               "replicas_identical": len(set(checksums)) == 1}
     storage.write_bytes(out.child("result.json"), json.dumps({"result": result}, indent=2).encode())
     return flat

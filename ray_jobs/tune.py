@@ -102,7 +102,8 @@ def run_stages(setup: dict, overrides: list[str], run_prefix: str, storage_path:
 
 
 def _rec_score(rec_result: dict, cfg) -> float:
-    best = rec_result["history"][rec_result["best_epoch"] - 1] if rec_result["best_epoch"] else rec_result["history"][-1]
+    e = rec_result["best_epoch"]  # 0 = the starting point was kept (MetaConfig.eval_start)
+    best = rec_result["history"][e - 1] if e else (rec_result.get("start") or rec_result["history"][-1])
     return best["valid"][cfg.rec_train.select_metric]
 
 

@@ -181,7 +181,7 @@ def write_synthetic_raw(out: str | Path, spec: SynthSpec = SynthSpec(), kg_forma
         seeker = (2000 if is_test else 1) + u
         relation = RELATIONS[u % len(RELATIONS)]
         if spec.taste != "visible":
-            for c in range(spec.conversations_per_user):
+            for _ in range(spec.conversations_per_user):
                 conv_id += 1
                 recommender = (3000 if is_test else 500) + rng.randrange(30)
                 rel = relation if spec.taste == "planted" else RELATIONS[rng.randrange(len(RELATIONS))]

@@ -52,7 +52,8 @@ class MetaTraining:
         self.maml = MAML.from_config(self.model, loss_fn, meta_cfg)
         self.optimizer = torch.optim.Adam([*self.model.parameters(), *self.maml.meta_parameters()], lr=meta_cfg.outer_lr)
         self.epoch = 0
-        self.history: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = []  # one entry per meta-epoch (1, 2, ...)
+        self.start: dict[str, Any] | None = None  # the starting point's valid meta-test (epoch 0), if evaluated
         self.best_score = -math.inf
         self.best_epoch = 0
         self.best_state = copy.deepcopy(self.model.state_dict())
@@ -115,8 +116,11 @@ class MetaTraining:
 
     def record_valid(self, metrics: dict, train_stats: dict[str, float]) -> bool:
         """Keep the history and the best state by :meth:`select_score`; True if improved."""
-        score = self.select_score(metrics)
         self.history.append({**train_stats, **self.history_entry(metrics)})
+        return self._keep_if_best(metrics)
+
+    def _keep_if_best(self, metrics: dict) -> bool:
+        score = self.select_score(metrics)
         if score > self.best_score:
             self.best_score, self.best_epoch = score, self.epoch
             self.best_state = copy.deepcopy(self.model.state_dict())
@@ -126,18 +130,21 @@ class MetaTraining:
 
     def needs_start_evaluation(self) -> bool:
         """``eval_start``: the starting point is meta-tested (epoch 0) before the first meta-step."""
-        return self.meta_cfg.eval_start and self.epoch == 0 and not self.history
+        return self.meta_cfg.eval_start and self.epoch == 0 and self.start is None
 
     def record_start(self, metrics: dict) -> None:
-        """Epoch 0 = the starting point, adapted as at meta-test: the best state unless a meta-epoch beats it."""
-        self.record_valid(metrics, {"epoch": 0, "meta_steps": 0, "start": True})
+        """Epoch 0 = the starting point, adapted as at meta-test: the best state unless a meta-epoch beats it.
+
+        Kept in ``self.start``, not in ``history``, so ``history[e - 1]`` stays meta-epoch ``e``."""
+        self.start = {"epoch": 0, "meta_steps": 0, **self.history_entry(metrics)}
+        self._keep_if_best(metrics)
 
     def restore_best(self) -> None:
         self.model.load_state_dict(self.best_state)
         self.maml.load_inner_lrs(self.best_inner_lrs)
 
     def should_stop(self) -> bool:
-        return self.epoch >= self.meta_cfg.epochs or (bool(self.history) and self.epoch - self.best_epoch > self.patience)
+        return self.epoch >= self.meta_cfg.epochs or self.epoch - self.best_epoch > self.patience
 
     # -- state ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -149,6 +156,7 @@ class MetaTraining:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "history": self.history,
+            "start": self.start,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "best_state": self.best_state,
@@ -161,8 +169,21 @@ class MetaTraining:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch, self.history = state["epoch"], state["history"]
+        self.epoch, self.history, self.start = state["epoch"], state["history"], state.get("start")
         self.best_score, self.best_epoch, self.best_state = state["best_score"], state["best_epoch"], state["best_state"]
         self.maml.load_inner_lrs(state.get("inner_lrs", {}))
         self.best_inner_lrs = state.get("best_inner_lrs", self.maml.inner_lrs())
         self.resumed_at = [*state.get("resumed_at", []), self.epoch]
+
+
+def fit_in_process(training: MetaTraining, progress: bool = False) -> MetaTraining:
+    """The single-process meta-training loop (no Ray): the same lifecycle as
+    ``ray_jobs.meta_driver.run_meta_loop`` with one rank — start evaluation (``eval_start``),
+    meta-epochs with a valid meta-test after each, early stopping, best state restored."""
+    if training.needs_start_evaluation():
+        training.record_start(training.evaluate("valid").metrics())
+    while not training.should_stop():
+        stats = training.train_epoch(progress=progress)
+        training.record_valid(training.evaluate("valid").metrics(), stats)
+    training.restore_best()
+    return training
