@@ -186,6 +186,25 @@ def _cmd_eval_rec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_diagnose_rec(args: argparse.Namespace) -> int:
+    from ccrs.eval.personalization import diagnose_checkpoint, format_markdown, save
+
+    factors = [float(f) for f in args.factors.split(",") if f.strip()]
+    if any(f < 0 for f in factors):
+        raise ConfigError(f"--factors: inner-rate factors must be >= 0, got {args.factors!r}")
+    reports = {}
+    for item in args.ckpt:
+        name, sep, path = item.partition("=")
+        name, path = (name, path) if sep and "/" not in name else (f"checkpoint{len(reports)}", item)
+        reports[name] = diagnose_checkpoint(path, args.prepared, args.fold, args.role, factors, args.max_attention_users)
+    command = "ccrs " + shlex.join(args.argv)
+    print(format_markdown(reports, command))
+    if args.save:
+        save(reports, args.save, command)
+        print(f"saved {args.save}.json and {args.save}.md", file=sys.stderr)
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from serve.local import serve_forever  # Ray stays out of the library: the app lives in serve/
 
@@ -288,6 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     _add_config_args(p)
     p.set_defaults(func=_cmd_eval_rec)
+
+    diag = sub.add_parser("diagnose", help="does the customization customize? (β sweep, attention, γ, cold start)")
+    dgsub = diag.add_subparsers(dest="diagnose_command", required=True)
+    p = dgsub.add_parser("rec", help="personalization diagnostics of recommender checkpoints on one role's users")
+    p.add_argument("--ckpt", action="append", required=True, metavar="[NAME=]URI",
+                   help="a recommender best.pt, plain or meta (repeatable; NAME labels its section)")
+    p.add_argument("--prepared", required=True, help="the prepared dataset the checkpoint was trained on")
+    p.add_argument("--fold", type=int, default=0, help="user-split fold")
+    p.add_argument("--role", default="valid", choices=["valid", "test"])
+    p.add_argument("--factors", default="0,1,10", help="inner-rate multipliers of β (0 = no adaptation)")
+    p.add_argument("--max-attention-users", type=int, help="cap on users probed for attention (default: all)")
+    p.add_argument("--save", help="write <SAVE>.json and <SAVE>.md, e.g. results/personalization")
+    p.set_defaults(func=_cmd_diagnose_rec)
 
     p = sub.add_parser("serve", help="the recommender + generator HTTP API and chat page on Ray Serve (local)")
     p.add_argument("--rec-ckpt", required=True, help="recommender best.pt (local path or s3://)")

@@ -84,12 +84,20 @@ def prepare_planted(out: Path, spec: PlantedSpec) -> str:
 
 
 def _plain(cfg: CCRSConfig, prepared: str, fold: int, out: Path) -> tuple[dict, RecPredictions]:
+    """Plain training of one row; reused when ``out`` already holds this configuration's run."""
     from ccrs import storage
     from ccrs.train.rec_trainer import train_recommender
 
-    res = train_recommender(cfg, prepared, "user", fold, str(out), progress=False)
+    done = out / "row.json"
+    key = {k: v for k, v in cfg.to_dict().items() if k != "rec_meta"}  # plain training never reads rec_meta
+    if done.exists() and json.loads(done.read_text())["config"] == key:
+        info = json.loads(done.read_text())["info"]
+    else:
+        res = train_recommender(cfg, prepared, "user", fold, str(out), progress=False)
+        info = {"best_epoch": res.best_epoch, "valid": res.valid["all"]}
+        storage.write_bytes(storage.resolve(str(done)), json.dumps({"config": key, "info": info}).encode())
     table = storage.read_parquet(storage.resolve(str(out)).child("test_predictions.parquet"))
-    return {"best_epoch": res.best_epoch, "valid": res.valid["all"]}, RecPredictions.from_table(table)
+    return info, RecPredictions.from_table(table)
 
 
 def run_planted(out: str | Path, spec: PlantedSpec = PlantedSpec(), progress: bool = False) -> dict:
@@ -117,9 +125,12 @@ def run_planted(out: str | Path, spec: PlantedSpec = PlantedSpec(), progress: bo
     training = fit_in_process(RecMetaTraining(meta_cfg, prepared, spec.fold, init_state=init), progress=progress)
     preds["ccrs_meta"] = training.evaluate("test")
     preds["ccrs_meta_beta0"] = training.evaluate("test", adapt=False)
-    rows["ccrs_meta"] = {"best_epoch": training.best_epoch, "warm_start_valid": warm_info["valid"],
-                         "valid_history": [h["valid"]["ndcg@10"] for h in training.history]}
-    rows["ccrs_meta_beta0"] = {"best_epoch": training.best_epoch}
+    history = [training.start or {}, *training.history]
+    rows["ccrs_meta"] = {"best_epoch": training.best_epoch, "valid": training.evaluate("valid").metrics()["all"],
+                         "warm_start_valid": warm_info["valid"],
+                         "valid_history": [h["valid"]["ndcg@10"] for h in history if h]}
+    rows["ccrs_meta_beta0"] = {"best_epoch": training.best_epoch,
+                               "valid": training.evaluate("valid", adapt=False).metrics()["all"]}
     for name, p in preds.items():
         rows[name]["test"] = metrics_from_ranks(p.ranks)
     report = {
