@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             v, t = row.get("valid", {}), row["test"]
             print(f"{taste:8s} {name:16s} valid ndcg@10 {v.get('ndcg@10', float('nan')):.4f} "
                   f"hit@10 {v.get('hit@10', float('nan')):.4f} | test ndcg@10 {t['ndcg@10']:.4f}", flush=True)
-        print(json.dumps({"taste": taste, "meta_valid_history": rep["rows"]["ccrs_meta"]["valid_history"],
+        print(json.dumps({"taste": taste, "warm_start_valid_ndcg@10": rep["rows"]["ccrs_meta"]["warm_start_valid"]["ndcg@10"],
+                          "meta_valid_history": rep["rows"]["ccrs_meta"]["valid_history"],
                           "seconds": round(rep["seconds"], 1)}), flush=True)
     if not args.no_save:
         command = "python benchmarks/planted_signal.py " + shlex.join(sys.argv[1:] if argv is None else argv)
