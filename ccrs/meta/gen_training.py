@@ -31,8 +31,8 @@ from ccrs.eval.gen_evaluator import GenReport, evaluate_generator
 from ccrs.meta.maml import MAML, MetaTask
 from ccrs.meta.training import MetaTraining
 from ccrs.models.generator import META_VARIANTS, build_generator, generator_payload
+from ccrs.seeding import seed_everything
 from ccrs.train.gen_data import GenData, load_gen_data
-from ccrs.train.rec_trainer import seed_everything
 
 
 def gen_loss(model: nn.Module, params: dict[str, Tensor], batch: GenBatch) -> Tensor:

@@ -18,7 +18,7 @@ from ccrs.meta.maml import MetaTask
 from ccrs.meta.rec_tasks import RecTaskSet, meta_predict, rec_loss
 from ccrs.meta.training import GradSync, MetaTraining
 from ccrs.models.factory import TRAINABLE, build_recommender
-from ccrs.train.rec_trainer import seed_everything
+from ccrs.seeding import seed_everything
 
 __all__ = ["GradSync", "RecMetaTraining"]
 

@@ -24,12 +24,10 @@ from __future__ import annotations
 import copy
 import json
 import math
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -39,6 +37,7 @@ from ccrs.data.dataset import PreparedDataset
 from ccrs.data.rec_examples import KnowledgeGraph, rec_parts
 from ccrs.eval.rec_evaluator import predict
 from ccrs.models.factory import TRAINABLE, build_recommender
+from ccrs.seeding import seed_everything
 from ccrs.train.checkpoint import save_checkpoint
 from ccrs.train.resume import resume_or_start, save_progress
 
@@ -62,12 +61,6 @@ class RecRunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def checkpoint_payload(model, cfg: CCRSConfig, user_index: dict[int, int], extra: dict | None = None) -> dict:
