@@ -25,6 +25,9 @@ Each diagnostic is a plain function of a model and a :class:`~ccrs.meta.rec_task
     Every user mapped to the cold-start row (row 0), β = 0, against their own rows: metrics, the
     share of ranks changed and the user-level test. For a checkpoint that meta-tests every user from
     the cold-start row (``eval_cold_start``) the two coincide by construction and this says so.
+:func:`support_gradient_norms`
+    The support-loss gradient norm of each parameter where the inner loop starts: 0 for the user
+    row means no β can adapt it.
 :func:`user_history_overlap`
     The share of a user's query labels that were mentioned (context or label) in that user's own
     support conversations, against the same share for a random other user's support conversations:
@@ -284,6 +287,27 @@ def user_history_overlap(tasks: RecTaskSet, role: str | None = None, draws: int 
             "ratio": own / other if other > 0 else float("inf"), "draws": draws}
 
 
+# -- gradients ---------------------------------------------------------------------------------------------
+def support_gradient_norms(maml: MAML, tasks: RecTaskSet, role: str, cold_start: bool = False) -> dict[str, float]:
+    """Mean over ``role`` users of the support-loss gradient norm of each parameter, at the point the
+    inner loop starts from. A user-guided part whose norm is 0 cannot adapt at any β (e.g. a
+    saturated relation softmax)."""
+    model = maml.model
+    was_training = model.training
+    model.eval()
+    params = maml.parameters_dict()
+    names = list(params)
+    sums: dict[str, float] = dict.fromkeys(names, 0.0)
+    users = [u for u in tasks.of_role(role) if u.support.numel()]
+    for user in users:
+        loss = maml.loss_fn(model, params, tasks.batch(user.support, cold_start))
+        grads = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
+        for n, g in zip(names, grads, strict=True):
+            sums[n] += float(g.norm()) if g is not None else 0.0
+    model.train(was_training)
+    return {n: v / max(len(users), 1) for n, v in sums.items()}
+
+
 # -- one checkpoint ------------------------------------------------------------------------------------------
 def diagnose(model: nn.Module, cfg, tasks: RecTaskSet, role: str, eval_cold_start: bool = False,
              inner_lrs: dict[str, float] | None = None, factors: Sequence[float] = BETA_FACTORS,
@@ -301,6 +325,7 @@ def diagnose(model: nn.Module, cfg, tasks: RecTaskSet, role: str, eval_cold_star
             "adapted": attention_health(maml, tasks, role, eval_cold_start, adapt=True, max_users=max_attention_users),
         },
         "cold_start": cold_start_effect(maml, tasks, role, eval_cold_start),
+        "support_gradient_norms": support_gradient_norms(maml, tasks, role, eval_cold_start),
         "user_history_overlap": user_history_overlap(tasks, role),
     }
 
@@ -366,6 +391,12 @@ def format_markdown(reports: dict[str, dict], command: str = "") -> str:
                   f"{c['cold_start_row']['all']['hit@50']:.4f} vs {c['own_rows']['all']['hit@50']:.4f}; ranks changed "
                   f"{c['cold_vs_own']['share_samples_rank_changed']:.1%}, user-level p "
                   f"{c['cold_vs_own']['tests']['ndcg@10']['p_user_permutation']:.4f}. {c['note']}", ""]
+        g = r.get("support_gradient_norms", {})
+        if g:
+            shown = [n for n in ("user_embedding.weight", "encoder.0.user_proj.weight", "item_bias",
+                                 "entity_embedding.weight") if n in g]
+            lines += ["Support-loss gradient norm where the inner loop starts (mean over users): "
+                      + ", ".join(f"`{n}` {g[n]:.2e}" for n in shown) + ".", ""]
         o = r["user_history_overlap"]
         lines += [f"User signal: {o['own_support']:.1%} of {o['query_labels']} query labels were mentioned in the "
                   f"user's own support conversations, {o['other_user_support']:.1%} in a random other user's "

@@ -144,3 +144,13 @@ def test_cli_diagnose_rec(synth_rec_ckpt, synth_prepared, tmp_path, capsys):
     body = json.loads(out.with_suffix(".json").read_text())
     assert set(body["reports"]["plain"]["beta"]["factors"]) == {"0", "1"}
     assert main(["diagnose", "rec", "--ckpt", str(tmp_path / "missing.pt"), "--prepared", synth_prepared]) == 2
+
+
+def test_support_gradient_norms_reach_the_user_row_unless_gamma_saturates(setup):
+    kg, users, tasks = setup
+    maml = _maml(kg, users, gamma_form="relation_softmax")
+    norms = P.support_gradient_norms(maml, tasks, "valid")
+    assert norms["user_embedding.weight"] > 0 and norms["entity_embedding.weight"] > 0
+    with torch.no_grad():  # a saturated per-user relation softmax: no gradient reaches the user
+        maml.model.encoder[0].user_proj.weight.mul_(1e6)
+    assert P.support_gradient_norms(maml, tasks, "valid")["user_embedding.weight"] < 1e-6 * norms["user_embedding.weight"]
