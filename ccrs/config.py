@@ -85,6 +85,9 @@ class RecommenderConfig:
     gamma_form: str = "linear"
     #: τ dividing the user term of Eq. 2 before ``gamma_form``.
     gamma_temperature: float = 1.0
+    #: λ of a penalty λ·mean(z²) on that user term, added to the plain training loss (0 = off, the
+    #: paper). Keeps γ out of saturation so the user row keeps a gradient (UserRelationalConv.gamma_penalty).
+    gamma_penalty: float = 0.0
     #: Turn index embedded by the turn encoder (Eq. 7): ``recency`` (t - t_j) or ``absolute`` (t_j).
     turn_mode: str = "recency"
     #: √d of Eq. 2: ``head`` (per-head dim) or ``model`` (full d).
@@ -108,6 +111,8 @@ class RecommenderConfig:
         _one_of("recommender.gamma_form", self.gamma_form, ("linear", "tanh", "softplus", "relation_softmax"))
         if self.gamma_temperature <= 0:
             raise ConfigError(f"recommender.gamma_temperature must be > 0, got {self.gamma_temperature}")
+        if self.gamma_penalty < 0:
+            raise ConfigError(f"recommender.gamma_penalty must be >= 0, got {self.gamma_penalty}")
         _one_of("recommender.item_table", self.item_table, ("auto", "embedding", "encoder"))
         if self.entity_dim % self.n_heads:
             raise ConfigError(f"recommender.entity_dim={self.entity_dim} must be divisible by n_heads={self.n_heads}")

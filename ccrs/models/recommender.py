@@ -210,5 +210,16 @@ class Recommender(nn.Module):
         return scores
 
     def loss(self, batch: RecBatch, nb: NeighbourhoodBatch | None = None) -> Tensor:
-        """Cross-entropy of the label over all items (CRSLab's recommendation loss)."""
-        return F.cross_entropy(self(batch, nb), batch.labels)
+        """Cross-entropy of the label over all items (CRSLab's recommendation loss), plus
+        ``recommender.gamma_penalty`` × :meth:`gamma_penalty` when that weight is set."""
+        loss = F.cross_entropy(self(batch, nb), batch.labels)
+        if self.cfg.gamma_penalty > 0 and self.variant != "kbrd":
+            loss = loss + self.cfg.gamma_penalty * self.gamma_penalty(batch.users)
+        return loss
+
+    def gamma_penalty(self, users: Tensor) -> Tensor:
+        r"""Mean squared user term :math:`z` of Eq. 2 over the distinct ``users`` and every layer
+        (:meth:`UserRelationalConv.gamma_penalty`): a regulariser that keeps the user-guided weight
+        out of saturation, so the user row keeps a gradient for the inner loop to follow."""
+        emb = self.user_embedding(torch.unique(users))
+        return torch.stack([conv.gamma_penalty(emb) for conv in self.encoder]).mean()

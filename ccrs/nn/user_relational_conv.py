@@ -118,10 +118,27 @@ class UserRelationalConv(MessagePassing):
         nn.init.xavier_uniform_(self.rel_msg.view(-1, self.head_dim, self.head_dim))
         self.user_proj.reset_parameters()
 
+    def user_logits(self, users: Tensor) -> Tensor:
+        r"""The user term :math:`z = \mathrm{Vec}(A_r^i)^\top W_u U_{id} / \tau` of Eq. 2: ``(U, user_dim)`` → ``(U, R, k)``."""
+        wu = self.user_proj(users)  # (U, dh*dh)
+        return torch.einsum("rkx,ux->urk", self.rel_att.flatten(2), wu) / self.gamma_temperature
+
+    def gamma_penalty(self, users: Tensor) -> Tensor:
+        r"""Mean :math:`z^2` of the user term over ``users``, relations and heads (a scalar).
+
+        Keeps :math:`\gamma` out of saturation: an unbounded or saturated :math:`z` (measured on the
+        real data: a relation softmax at one relation per user, median :math:`\gamma \approx 0`) gives
+        the user row no gradient, so no inner step can adapt it. For ``relation_softmax`` only the
+        spread over relations matters (the softmax ignores a shift), so :math:`z` is centred over r.
+        """
+        z = self.user_logits(users)
+        if self.gamma_form == "relation_softmax":
+            z = z - z.mean(dim=1, keepdim=True)
+        return z.pow(2).mean()
+
     def user_gamma(self, users: Tensor) -> Tensor:
         r""":math:`\gamma^i_{r,u}` of Eq. 2 for a batch of user embeddings: ``(U, user_dim)`` → ``(U, R, k)``."""
-        wu = self.user_proj(users)  # (U, dh*dh)
-        z = torch.einsum("rkx,ux->urk", self.rel_att.flatten(2), wu) / self.gamma_temperature  # (U, R, k)
+        z = self.user_logits(users)  # (U, R, k)
         if self.gamma_form == "linear":
             return self.gamma_offset + z
         if self.gamma_form == "tanh":

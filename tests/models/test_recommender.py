@@ -137,3 +137,18 @@ def test_score_projection_option_maps_p_u_before_scoring(data):
         assert not torch.allclose(plain, model(batch))
         expected = model.user_intention(batch) @ model.item_table().T + model.item_bias
         assert torch.allclose(model(batch), expected, atol=1e-5)
+
+
+def test_gamma_penalty_is_added_to_the_training_loss_only_when_set(data):
+    kg, parts, users = data
+    batch = _batch(parts, 16)
+    torch.manual_seed(0)
+    plain = Recommender(RecommenderConfig(entity_dim=16, user_dim=8, n_heads=2, user_dropout=0.0), kg, len(users))
+    torch.manual_seed(0)
+    penalised = Recommender(RecommenderConfig(entity_dim=16, user_dim=8, n_heads=2, user_dropout=0.0,
+                                              gamma_penalty=0.5), kg, len(users))
+    plain.eval(), penalised.eval()
+    penalty = penalised.gamma_penalty(batch.users)
+    assert penalty.item() > 0
+    assert torch.allclose(penalised.loss(batch), plain.loss(batch) + 0.5 * penalty)
+    assert torch.equal(penalised(batch), plain(batch))  # scores are unchanged: only the loss differs

@@ -128,3 +128,42 @@ def test_without_user_gamma_is_one(layer):
     ei, et = tiny_graph()
     h = plain(torch.randn(5, 8), ei, et)
     assert h.shape == (5, 8)
+
+
+@pytest.mark.parametrize("form", ["linear", "relation_softmax"])
+def test_gamma_penalty_is_the_mean_square_of_the_user_term(form):
+    torch.manual_seed(0)
+    layer = UserRelationalConv(dim=8, num_relations=3, user_dim=6, heads=2, gamma_form=form)
+    users = torch.randn(4, 6)
+    z = layer.user_logits(users)  # (4, 3, 2)
+    if form == "relation_softmax":  # a shift over relations changes no γ, so it is not penalised
+        z = z - z.mean(dim=1, keepdim=True)
+        shifted = layer.user_logits(users) + 5.0
+        assert torch.allclose(torch.softmax(shifted, 1), torch.softmax(layer.user_logits(users), 1), atol=1e-6)
+    assert torch.allclose(layer.gamma_penalty(users), z.pow(2).mean())
+    with torch.no_grad():
+        layer.user_proj.weight.zero_()
+    assert layer.gamma_penalty(users).item() == 0.0
+
+
+def test_gamma_penalty_pulls_a_saturated_relation_softmax_back():
+    """Saturated: γ of one relation ≈ R, the others ≈ 0, and the user row gets little gradient
+    from any loss through γ; minimising the penalty un-saturates it and the gradient returns."""
+    torch.manual_seed(0)
+    layer = UserRelationalConv(dim=8, num_relations=3, user_dim=6, heads=2, gamma_form="relation_softmax")
+    with torch.no_grad():
+        layer.user_proj.weight.mul_(40.0)
+    user = torch.randn(1, 6, requires_grad=True)
+
+    def user_grad():
+        (g,) = torch.autograd.grad(layer.user_gamma(user)[0, 0].sum(), user)
+        return g.norm().item()
+
+    saturated_grad = user_grad()
+    assert layer.user_gamma(user).max().item() > 2.99
+    opt = torch.optim.Adam(layer.user_proj.parameters(), lr=0.05)
+    for _ in range(200):
+        opt.zero_grad()
+        layer.gamma_penalty(user.detach()).backward()
+        opt.step()
+    assert layer.user_gamma(user).max().item() < 1.1 and user_grad() > 10 * saturated_grad
