@@ -1,7 +1,8 @@
 """Table 1 with meta-training: meta-trained ccrs / ccrs_no_turn / kbrd against the plain rows, all 10 folds.
 
     python -m ray_jobs.rec_meta_table --prepared runs/demo/prepared --plain-runs runs/rec_plain \\
-        --storage-path runs/rec_meta --num-workers 2 --save results/rec_meta
+        --storage-path runs/rec_meta --num-workers 2 --save results/rec_meta \\
+        --predictions results/predictions/rec_meta
 
 For every fold and model a meta-training run (``ray_jobs.train_recommender``, run name
 ``<model>-fold<f>``) starts from the plain model's best checkpoint of ``ccrs eval rec``
@@ -23,7 +24,8 @@ from pathlib import Path
 
 from ccrs import storage
 from ccrs.config import load_run_config
-from ccrs.experiments.rec_table import RunSpec, aggregate, format_markdown, write_report
+from ccrs.experiments import audit_predictions
+from ccrs.experiments.rec_table import RunSpec, load_predictions, aggregate, format_markdown, write_report
 
 
 def _plain_results(plain_runs: str, models: list[str], folds: list[int]) -> dict[RunSpec, dict]:
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-only", action="store_true", help="run the missing meta runs, write no table")
     p.add_argument("--save", help="write <SAVE>.json and <SAVE>.md")
     p.add_argument("--resamples", type=int, default=10_000)
+    p.add_argument("--predictions", help="also write every row's pooled test predictions, <DIR>/<row>.parquet "
+                                         "(ccrs.experiments.audit_predictions: the table recomputes from them)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for the meta runs")
     args = p.parse_intermixed_args(argv)
     models = [m for m in args.models.split(",") if m]
@@ -99,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     report["folds"] = folds
     report["meta_runs"] = {f"{s.model}/fold{s.fold}": {k: v for k, v in r.items() if k != "history"}
                            for s, r in meta.items()}
+    if args.predictions:
+        per_row: dict[str, dict[int, object]] = {}
+        for spec, res in results.items():
+            per_row.setdefault(spec.model, {})[spec.fold] = load_predictions(res["out"], "test")
+        report["predictions"] = audit_predictions.export(per_row, args.predictions)
     print(format_markdown(report))
     if args.save:
         write_report(report, args.save)

@@ -105,7 +105,7 @@ def run_grid(
     return {s: results[s] for s in specs}
 
 
-def _load_predictions(run_dir: str, part: str = "test") -> RecPredictions:
+def load_predictions(run_dir: str, part: str = "test") -> RecPredictions:
     return RecPredictions.from_table(storage.read_parquet(storage.resolve(run_dir).child(f"{part}_predictions.parquet")))
 
 
@@ -128,7 +128,7 @@ def aggregate(
     table: dict[str, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
     per_sample: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
     for (split, model), specs in by_split_model.items():  # in the order the runs were listed
-        preds = [(s, _load_predictions(results[s]["out"], part)) for s in specs]
+        preds = [(s, load_predictions(results[s]["out"], part)) for s in specs]
         for variant in ("all", "dedup"):
             sel = [(s, p.ranks[~p.label_in_context] if variant == "dedup" else p.ranks,
                     p.sample_ids[~p.label_in_context] if variant == "dedup" else p.sample_ids) for s, p in preds]

@@ -77,3 +77,52 @@ def test_pairing_does_not_depend_on_the_order_predictions_were_written(tmp_path)
                RunSpec("b", "user", 0, 0): run("b", ranks, [3, 1, 0, 2])}  # same ranks, other order
     tests = aggregate(results, [("a", "b")], n_resamples=50)["significance"]
     assert all(t["diff"] == 0 and t["wins"] == t["losses"] == 0 for t in tests)
+
+
+def test_exported_predictions_recompute_the_table(tmp_path, capsys):
+    """The audit files alone (sample_id, user_id, fold, rank, label_in_context) give the same pooled
+    metrics and user-level tests as the table built from the full run directories."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    import torch
+
+    from ccrs import storage
+    from ccrs.eval.rec_evaluator import RecPredictions
+    from ccrs.experiments import audit_predictions
+    from ccrs.experiments.rec_table import RunSpec, aggregate
+
+    rng = np.random.default_rng(0)
+    results, per_row = {}, {"a": {}, "b": {}}
+    for fold in (0, 1):
+        n = 30
+        ids = torch.arange(n) + 100 * fold
+        users = [1000 * fold + int(u) for u in rng.integers(0, 6, n)]
+        in_ctx = torch.from_numpy(rng.random(n) < 0.3)
+        for name, scale in (("a", 8), ("b", 30)):
+            preds = RecPredictions(
+                sample_ids=ids.flip(0) if name == "b" else ids, conversation_ids=["c"] * n,
+                user_ids=users[::-1] if name == "b" else users, labels=torch.zeros(n, dtype=torch.long),
+                label_entities=torch.zeros(n, dtype=torch.long),
+                ranks=torch.from_numpy(rng.integers(0, scale, n)),
+                label_in_context=in_ctx.flip(0) if name == "b" else in_ctx, top=torch.zeros(n, 50, dtype=torch.long))
+            loc = storage.resolve(str(tmp_path / "runs" / f"{name}{fold}"))
+            preds.save(loc, "test")
+            results[RunSpec(name, "user", fold, 0)] = {"out": loc.uri, "best_epoch": 1}
+            per_row[name][fold] = preds
+    ref = aggregate(results, [("a", "b")], n_resamples=500)
+    audit_predictions.export(per_row, str(tmp_path / "audit"))
+    t = pq.read_table(tmp_path / "audit" / "a.parquet")
+    assert t.column_names == list(audit_predictions.COLUMNS) and t.num_rows == 60
+    again = audit_predictions.recompute(audit_predictions.load(str(tmp_path / "audit")), [("a", "b")], n_resamples=500)
+    for row in ("a", "b"):
+        for variant in ("all", "dedup"):
+            want = ref["table"]["user"][variant][row]["metrics"]
+            assert again["metrics"][row][variant] == pytest.approx(want, rel=1e-12)
+    ref_tests = {(x["variant"], x["metric"]): x for x in ref["significance"]}
+    for x in again["significance"]:
+        r = ref_tests[(x["variant"], x["metric"])]
+        assert x["diff"] == pytest.approx(r["diff"], abs=1e-12)
+        assert x["p_user_permutation"] == r["p_user_permutation"]
+        assert x["users"] == r["users"]
+    assert audit_predictions.main([str(tmp_path / "audit"), "--compare", "a:zz"]) == 2
+    assert "no file" in capsys.readouterr().err
