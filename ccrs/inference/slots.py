@@ -2,7 +2,8 @@
 
 Each placeholder of a generated response, left to right, gets the recommender's highest-ranked item
 that is neither mentioned earlier in the dialogue nor already used in this response (next slot →
-next item), and the response names the movie.
+next item), and the response names the movie. The text is detokenized for people to read
+(:func:`ccrs.inference.detokenize.detokenize`); the tokens the metrics count are left to the caller.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from ccrs.inference.detokenize import detokenize
 
 _YEAR_OR_FILM = re.compile(r"\s*\((?:\d{4} )?film\)$|\s*\(\d{4}\)$")
 
@@ -21,7 +24,7 @@ def display_name(entity_name: str) -> str:
 
 @dataclass
 class FilledResponse:
-    text: str
+    text: str  # detokenized, slots filled: what a person reads
     items: list[int]  # item indices, one per slot, in order
 
 
@@ -42,4 +45,4 @@ def fill_slots(tokens: list[str], placeholder: str, ranked_items: Iterable[int],
         skip.add(item)
         used.append(item)
         words.append(names.get(item, f"item {item}"))
-    return FilledResponse(" ".join(words), used)
+    return FilledResponse(detokenize(words), used)

@@ -6,7 +6,7 @@ NAMES = {0: "Alien", 1: "Heat", 2: "Up", 3: "Big"}
 def test_slots_take_the_best_unmentioned_items_in_order():
     out = fill_slots("try __item__ or __item__ !".split(), "__item__", ranked_items=[1, 0, 2, 3], mentioned=[1],
                      names=NAMES)
-    assert out.items == [0, 2] and out.text == "try Alien or Up !"
+    assert out.items == [0, 2] and out.text == "Try Alien or Up!"
 
 
 def test_no_item_twice_and_placeholder_kept_when_ranking_runs_out():

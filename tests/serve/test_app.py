@@ -55,7 +55,7 @@ def test_respond_composes_both_deployments(serve_app, movies):
     before = serve_app.get("/v1/stats")[1]
     status, out, _ = serve_app.post("/v1/respond", {"turns": _turns(movies), "k": 3})
     assert status == 200, out
-    assert out["response"].startswith("try ") and out["slot_items"], out
+    assert out["response"].startswith("Try ") and out["slot_items"], out
     slot = out["slot_items"][0]
     assert slot["name"] in out["response"] and slot["name"] != movies[0]  # a mentioned movie is never proposed
     assert len(out["items"]) == 3

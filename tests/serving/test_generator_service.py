@@ -19,7 +19,7 @@ def test_response_fills_slots_with_unmentioned_ranked_items_and_returns_the_mixt
     replies = [Reply([("seeker", "hello there")], torch.randn(4), ranked_items=[3, 1, 2], mentioned_items=[3])]
     (out,) = svc.respond(replies, {1: "Alien", 2: "Heat", 3: "Up"})
     assert out.tokens[:2] == ["try", "__item__"]
-    assert out.text.startswith("try Alien") and out.items == [1]  # 3 was mentioned: skipped
+    assert out.text.startswith("Try Alien") and out.items == [1]  # 3 was mentioned: skipped
     assert out.style_mixture is not None and sum(out.style_mixture) == pytest.approx(1, abs=1e-3)
 
 
@@ -40,4 +40,4 @@ def test_unknown_words_are_not_shown(tmp_path):
     write_biased_generator(tmp_path / "gen.pt", user_dim=4, biases={"__unk__": 50.0, "great": 40.0})
     (out,) = GeneratorService.load(str(tmp_path / "gen.pt")).respond(
         [Reply([("seeker", "hi")], torch.randn(4), [0], [])], {0: "Up"})
-    assert "__unk__" not in out.text and out.text.startswith("great")
+    assert "__unk__" not in out.text and out.text.startswith("Great")
