@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from ccrs.data.dataset import DatasetError
     from ccrs.data.raw import MissingRawFiles, RawDataError
-    from ccrs.train.checkpoint import CheckpointError
+    from ccrs.checkpoint import CheckpointError
 
     try:
         return int(args.func(args) or 0)

@@ -41,7 +41,7 @@ from ray_jobs.meta_driver import build_trainer as _build_trainer
 
 def make_training(config: dict, rank: int, world: int, device):
     from ccrs.meta.gen_training import GenMetaTraining
-    from ccrs.train.checkpoint import load_checkpoint
+    from ccrs.checkpoint import load_checkpoint
 
     cfg = config_from_dict(config["cfg"])
     init = load_checkpoint(config["init"]) if config["init"] else None
@@ -49,7 +49,7 @@ def make_training(config: dict, rank: int, world: int, device):
 
 
 def finish(training, config: dict, checksums: list[str]) -> dict[str, float]:
-    from ccrs.train.checkpoint import save_checkpoint
+    from ccrs.checkpoint import save_checkpoint
 
     out = eval_location(config)
     meta = {"variant": training.cfg.generator.variant, "training": "meta", "fold": training.fold,

@@ -45,7 +45,7 @@ from ray_jobs.meta_driver import build_trainer as _build_trainer
 def _init_state(uri: str | None) -> dict | None:
     if not uri:
         return None
-    from ccrs.train.checkpoint import load_checkpoint
+    from ccrs.checkpoint import load_checkpoint
 
     return load_checkpoint(uri)["state_dict"]
 

@@ -41,7 +41,7 @@ from ccrs.serving.schemas import (
     SlotItem,
     api_models,
 )
-from ccrs.train.checkpoint import CheckpointError
+from ccrs.checkpoint import CheckpointError
 from serve.deployments import AdaptationStore, Generator, Recommender, storage_uri
 
 log = logging.getLogger("ray.serve")
@@ -194,7 +194,7 @@ def check_checkpoints(a: AppArgs) -> None:
     """Fail fast, in the driver, on a missing or corrupt checkpoint given as an argument (the replicas
     check again in ``reconfigure``: URIs that arrive by ``user_config`` are only checked there)."""
     from ccrs.data.dataset import PreparedDataset
-    from ccrs.train.checkpoint import load_checkpoint
+    from ccrs.checkpoint import load_checkpoint
 
     for uri, fmt in ((a.rec_ckpt, "ccrs.recommender/1"), (a.gen_ckpt, "ccrs.generator/1")):
         if uri:

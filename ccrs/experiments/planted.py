@@ -114,7 +114,7 @@ def run_planted(out: str | Path, spec: PlantedSpec = PlantedSpec(), progress: bo
 
     from ccrs.meta.rec_training import RecMetaTraining
     from ccrs.meta.training import fit_in_process
-    from ccrs.train.checkpoint import load_checkpoint
+    from ccrs.checkpoint import load_checkpoint
 
     out = Path(out)
     t0 = time.perf_counter()

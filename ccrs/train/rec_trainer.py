@@ -38,7 +38,7 @@ from ccrs.data.rec_examples import KnowledgeGraph, rec_parts
 from ccrs.eval.rec_evaluator import predict
 from ccrs.models.factory import TRAINABLE, build_recommender
 from ccrs.seeding import seed_everything
-from ccrs.train.checkpoint import save_checkpoint
+from ccrs.checkpoint import save_checkpoint
 from ccrs.train.resume import resume_or_start, save_progress
 
 CHECKPOINT_FORMAT = "ccrs.recommender/1"

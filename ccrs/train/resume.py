@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ccrs import storage
-from ccrs.train.checkpoint import load_checkpoint, save_checkpoint
+from ccrs.checkpoint import load_checkpoint, save_checkpoint
 
 LAST = "last.pt"
 

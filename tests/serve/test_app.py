@@ -18,7 +18,7 @@ def movies(synth_prepared):
 
 @pytest.fixture(scope="module")
 def known_users(synth_rec_ckpt):
-    from ccrs.train.checkpoint import load_checkpoint
+    from ccrs.checkpoint import load_checkpoint
 
     return list(load_checkpoint(synth_rec_ckpt)["user_ids"])
 
@@ -142,7 +142,7 @@ def test_wrong_method_is_405(serve_app):
 
 def test_a_missing_or_corrupt_checkpoint_is_refused_before_deploying(synth_prepared, synth_rec_ckpt, tiny_gen_ckpt,
                                                                      tmp_path):
-    from ccrs.train.checkpoint import CheckpointError
+    from ccrs.checkpoint import CheckpointError
     from serve.app import build_app
 
     missing = str(tmp_path / "nowhere" / "best.pt")

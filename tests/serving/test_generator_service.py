@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ccrs.serving.generator_service import GeneratorService, Reply
-from ccrs.train.checkpoint import CheckpointError
+from ccrs.checkpoint import CheckpointError
 from tests.conftest import write_biased_generator
 
 

@@ -5,7 +5,7 @@ import torch
 
 from ccrs.data.dataset import PreparedDataset
 from ccrs.serving.recommender_service import Query, RecommenderService
-from ccrs.train.checkpoint import CheckpointError
+from ccrs.checkpoint import CheckpointError
 
 
 @pytest.fixture(scope="module")

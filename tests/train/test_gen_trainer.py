@@ -6,7 +6,7 @@ import pytest
 
 from ccrs.config import load_config
 from ccrs.models.generator import load_generator
-from ccrs.train.checkpoint import CheckpointError
+from ccrs.checkpoint import CheckpointError
 from ccrs.train.gen_trainer import train_generator
 from tests.conftest import TINY_GEN
 
