@@ -12,6 +12,10 @@ Rows: ``<model>_meta`` for the meta-trained models, plus the plain ``--plain-mod
 ``--plain-runs``. All rows are scored on the same query samples of the valid/test users; pooled over
 the folds, with a paired significance test of ``ccrs_meta`` against the best other row and of every
 meta row against its plain model.
+
+``--unadapted-rows`` (default ``ccrs``) adds ``<model>_meta_beta0``: the same meta-trained checkpoint
+ranking the same test users with β = 0 (no inner step), tested against the adapted row, and the
+label rank shift adaptation causes (``adaptation`` in the report): does the customization customize?
 """
 
 from __future__ import annotations
@@ -40,6 +44,30 @@ def _plain_results(plain_runs: str, models: list[str], folds: list[int]) -> dict
     return out
 
 
+def _unadapted(root, name: str, meta_result: dict, prepared: str, fold: int) -> dict:
+    """The β = 0 predictions of ``name``'s best meta checkpoint on its test users (written once, reused)."""
+    from ccrs.eval.personalization import unadapted_predictions
+
+    out = root.child(name, "eval_beta0")
+    if not storage.exists(out.child("test_metrics.json")):
+        ckpt = storage.resolve(meta_result["out"]).child("best.pt").uri
+        unadapted_predictions(ckpt, prepared, fold, "test").save(out, "test", {"checkpoint": ckpt, "beta": 0.0})
+    metrics = json.loads(storage.read_bytes(out.child("test_metrics.json")))["metrics"]
+    return {"out": out.uri, "best_epoch": meta_result["best_epoch"], "test": metrics}
+
+
+def _rank_shift(results: dict[RunSpec, dict], model: str, folds: list[int]) -> dict:
+    """Pooled over ``folds``: how far adaptation moves the labels' ranks (adapted vs β = 0)."""
+    from ccrs.eval.personalization import compare_predictions
+    from ccrs.meta.rec_tasks import concat_predictions
+
+    def pooled(row: str):
+        return concat_predictions([load_predictions(results[RunSpec(row, "user", f, 0)]["out"], "test") for f in folds])
+
+    cmp = compare_predictions(pooled(f"{model}_meta"), pooled(f"{model}_meta_beta0"))
+    return {k: v for k, v in cmp.items() if k != "tests"}
+
+
 def main(argv: list[str] | None = None) -> int:
     import ray
 
@@ -53,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plain-models", default="kbrd,ccrs,popularity")
     p.add_argument("--folds", default="0,1,2,3,4,5,6,7,8,9")
     p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--unadapted-rows", default="ccrs",
+                   help="meta models that also get a β = 0 row (<model>_meta_beta0), '' for none")
     p.add_argument("--from-scratch", action="store_true", help="do not start from the plain checkpoints")
     p.add_argument("--train-only", action="store_true", help="run the missing meta runs, write no table")
     p.add_argument("--save", help="write <SAVE>.json and <SAVE>.md")
@@ -87,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     if args.train_only:
         return 0
+    unadapted = [m for m in args.unadapted_rows.split(",") if m]
+    for model in unadapted:
+        if model not in models:
+            raise SystemExit(f"error: --unadapted-rows {model}: not among --models {args.models}")
+        for fold in folds:
+            meta[RunSpec(f"{model}_meta_beta0", "user", fold, 0)] = _unadapted(
+                root, f"{model}-fold{fold}", meta[RunSpec(f"{model}_meta", "user", fold, 0)], args.prepared, fold)
     plain_models = [m for m in args.plain_models.split(",") if m]
     results = {**meta, **_plain_results(args.plain_runs, plain_models, folds)}
     first = aggregate(results, [], n_resamples=0)
@@ -96,11 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     compare += [(f"{m}_meta", m) for m in models if m in plain_models and (f"{m}_meta", m) not in compare]
     # the paper's ablation claim, in the meta setting: ccrs_meta against each meta-trained ablation
     compare += [("ccrs_meta", f"{m}_meta") for m in models if m != "ccrs" and ("ccrs_meta", f"{m}_meta") not in compare]
+    compare += [(f"{m}_meta", f"{m}_meta_beta0") for m in unadapted]
     report = aggregate(results, compare, n_resamples=args.resamples)
     report["title"] = "Recommendation with per-user meta-training (MAML) vs plain training, user split"
     report["command"] = "python -m ray_jobs.rec_meta_table " + " ".join(sys.argv[1:] if argv is None else argv)
     report["best_other_row"] = best_other
     report["folds"] = folds
+    report["adaptation"] = {m: _rank_shift(results, m, folds) for m in unadapted}
     report["meta_runs"] = {f"{s.model}/fold{s.fold}": {k: v for k, v in r.items() if k != "history"}
                            for s, r in meta.items()}
     if args.predictions:

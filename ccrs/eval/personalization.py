@@ -347,6 +347,24 @@ def diagnose_checkpoint(ckpt: str, prepared: str, fold: int, role: str = "valid"
     return {"checkpoint": ckpt, "prepared": prepared, "fold": fold, **report}
 
 
+
+def unadapted_predictions(ckpt: str, prepared: str, fold: int, role: str = "test") -> RecPredictions:
+    """Meta-test predictions of a checkpoint with β = 0: the same users, rows and samples as its
+    meta-test, ranked by the global parameters (the "no adaptation" row of Table 1)."""
+    from ccrs.data.dataset import PreparedDataset
+    from ccrs.data.rec_examples import KnowledgeGraph
+    from ccrs.meta.rec_tasks import rec_loss
+    from ccrs.models.factory import load_recommender
+
+    ds = PreparedDataset.open(prepared)
+    kg = KnowledgeGraph.from_dataset(ds)
+    model, cfg, user_index = load_recommender(ckpt, kg)
+    tasks = RecTaskSet.from_dataset(ds, fold, kg, user_index, cfg.recommender.max_context_entities)
+    info = getattr(model, "meta_info", {})
+    maml = MAML.from_config(model, rec_loss, cfg.rec_meta, info.get("inner_lrs") or None)
+    return predict_at(maml, tasks, role, 0.0, bool(info.get("eval_cold_start")))
+
+
 # -- files ------------------------------------------------------------------------------------------------------
 def format_markdown(reports: dict[str, dict], command: str = "") -> str:
     """One section per checkpoint (``reports``: name → :func:`diagnose_checkpoint` report)."""

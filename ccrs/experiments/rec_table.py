@@ -199,6 +199,15 @@ def format_markdown(report: dict) -> str:
                          f"{t.get('p_user_permutation', float('nan')):.4f} | {t.get('user_wins', '?')}/{t.get('user_losses', '?')} | "
                          f"({t['ci95_low']:+.4f}, {t['ci95_high']:+.4f}) | {t['p_permutation']:.4f} | {t['wins']}/{t['losses']} |")
         lines.append("")
+    if report.get("adaptation"):
+        lines += ["## Does adaptation move the ranking? (adapted vs β = 0, same checkpoint, pooled test samples)", "",
+                  "| model | mean abs. label rank shift | median | samples whose rank changed | samples whose top-10 changed "
+                  "| users whose top-10 changed |", "|---|---:|---:|---:|---:|---:|"]
+        for model, a in report["adaptation"].items():
+            lines.append(f"| {model} | {a['mean_abs_rank_shift']:.2f} | {a['median_abs_rank_shift']:.1f} | "
+                         f"{a['share_samples_rank_changed']:.1%} | {a['share_samples_top10_changed']:.1%} | "
+                         f"{a['share_users_top10_changed']:.1%} |")
+        lines.append("")
     return "\n".join(lines)
 
 

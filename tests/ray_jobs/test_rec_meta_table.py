@@ -21,10 +21,15 @@ def test_meta_table_warm_starts_pairs_and_resumes(synth_prepared, tmp_path, ray_
     assert rec_meta_table.main(argv) == 0
     report = json.loads((tmp_path / "rec_meta.json").read_text())
     rows = report["table"]["user"]["all"]
-    assert set(rows) == {"ccrs_meta", "ccrs", "popularity"}
+    assert set(rows) == {"ccrs_meta", "ccrs_meta_beta0", "ccrs", "popularity"}
+    assert rows["ccrs_meta_beta0"]["metrics"]["count"] == rows["ccrs_meta"]["metrics"]["count"]
+    shift = report["adaptation"]["ccrs"]
+    assert 0 <= shift["share_users_top10_changed"] <= 1 and shift["mean_abs_rank_shift"] >= 0
     assert rows["ccrs_meta"]["metrics"]["count"] == rows["ccrs"]["metrics"]["count"]  # same query samples
     pairs = {(t["a"], t["b"]) for t in report["significance"]}
     assert ("ccrs_meta", report["best_other_row"]) in pairs and ("ccrs_meta", "ccrs") in pairs
+    assert ("ccrs_meta", "ccrs_meta_beta0") in pairs
+    assert "Does adaptation move the ranking?" in (tmp_path / "rec_meta.md").read_text()
     # the audit files hold every row's pooled test samples and give the table's metrics back
     audit = audit_predictions.recompute(audit_predictions.load(str(tmp_path / "audit")), [], n_resamples=0)
     assert set(audit["metrics"]) == set(rows)
