@@ -21,6 +21,7 @@ from ccrs import storage
 from ccrs.data.tokenizer import tokenize
 from ccrs.eval.gen_metrics import f1, sentence_bleu
 from ccrs.eval.significance import paired_test
+from ccrs.eval.style_stats import style_report
 
 GENRES = {"horror": ("horror", "scary"), "romance": ("romance", "romantic", "romcom", "rom-com"),
           "comedy": ("comedy", "comedies", "funny")}
@@ -42,6 +43,13 @@ def per_sample(records: list[dict]) -> dict[int, dict[str, float]]:
         ref, hyp = tokenize(r["reference"]), r["generated"].split()
         out[r["sample_id"]] = {"f1": f1(ref, hyp), "bleu2": sentence_bleu(ref, hyp, 2)}
     return out
+
+
+def context_genre(record: dict) -> str | None:
+    """The one genre of :data:`GENRES` the seeker's last turn talks about (None: none or several)."""
+    text = record.get("context_last", "").lower()
+    hits = [g for g, words in GENRES.items() if any(re.search(rf"\b{re.escape(w)}\b", text) for w in words)]
+    return hits[0] if len(hits) == 1 else None
 
 
 def genre_examples(records_by_row: dict[str, list[dict]], style_row: str, per_genre: int = 2) -> dict[str, list[dict]]:
@@ -81,7 +89,9 @@ def build_report(runs: dict[str, str], compare: str = "ccrs", n_resamples: int =
             b = per_sample(records[other])
             tests[f"{compare} vs {other}"] = {
                 m: paired_test([a[i][m] for i in first], [b[i][m] for i in first], n_resamples) for m in ("f1", "bleu2")}
-    return {"table": table, "tests": tests, "runs": runs, "n_samples": len(first),
+    styles = {name: style_report(recs, context_genre, n_resamples=min(n_resamples, 2000))
+              for name, recs in records.items() if any(r.get("style_mixture") is not None for r in recs)}
+    return {"table": table, "tests": tests, "runs": runs, "n_samples": len(first), "styles": styles,
             "examples": genre_examples(records, compare if compare in records else next(iter(records))),
             "_records": records}
 
@@ -101,6 +111,18 @@ def format_markdown(report: dict) -> str:
         for pair, res in report["tests"].items():
             cells = [f"{m} {r['diff']:+.4f} (p={r['p_permutation']:.3g})" for m, r in res.items()]
             lines.append(f"- {pair}: " + "; ".join(cells))
+    if report.get("styles"):
+        lines += ["", "## Are the styles personal? (style mixtures μ of the generated responses)", "",
+                  "R² = share of the variance of μ between groups; p: group labels permuted (genre: within users, "
+                  "so a user effect cannot pass for a genre effect). Genre = the one genre the seeker's last turn "
+                  "names (keywords), else unlabelled.", "",
+                  "| model | styles | mean largest weight | entropy / log n_s | top style = most common | R² users | "
+                  "p users | R² genre (within users) | p genre |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, st in report["styles"].items():
+            c, u, g = st["collapse"], st["by_user"], st.get("by_genre_within_user")
+            lines.append(f"| {name} | {c['n_styles']} | {c['mean_largest_weight']:.3f} | {c['mean_entropy_norm']:.3f} | "
+                         f"{c['share_top_is_most_common']:.1%} | {u['r2']:.3f} | {u['p_permutation']:.4f} | "
+                         + (f"{g['r2']:.3f} | {g['p_permutation']:.4f} |" if g else "– | – |"))
     for genre, exs in report["examples"].items():
         lines += ["", f"## Examples: {genre}"]
         for ex in exs:

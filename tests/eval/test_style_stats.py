@@ -43,10 +43,10 @@ def test_collapse_and_report():
     c = collapse(x)
     assert c["most_common_top_style"] == 0 and c["share_top_is_most_common"] == 0.75
     assert c["mean_largest_weight"] == pytest.approx(0.9) and 0 < c["mean_entropy_norm"] < 0.5
-    records = [{"user_id": u, "style_mixture": m.tolist(), "slot_items": [i]} for u, m, i in
-               zip(["a", "a", "b", "b"], x, [1, 2, 1, 2])]
-    rep = style_report(records, {1: "horror", 2: "comedy"}, n_resamples=50)
+    records = [{"user_id": u, "style_mixture": m.tolist(), "genre": g} for u, m, g in
+               zip(["a", "a", "b", "b"], x, ["horror", "comedy", "horror", "comedy"])]
+    rep = style_report(records, lambda r: r["genre"], n_resamples=50)
     assert rep["responses"] == 4 and rep["users"] == 2
     assert set(rep["by_genre_within_user"]["genres"]) == {"horror", "comedy"}
     with pytest.raises(ValueError, match="style_mixture"):
-        style_report([{"user_id": "a", "style_mixture": None}], {})
+        style_report([{"user_id": "a", "style_mixture": None}])

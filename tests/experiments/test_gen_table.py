@@ -17,3 +17,32 @@ def test_saved_responses_leave_out_the_dataset_text(tmp_path, monkeypatch):
     assert not set(DATASET_TEXT) & set(saved)
     assert saved["response"] == "try Alien" and (saved["conversation_id"], saved["turn_index"]) == ("9", 3)
     assert json.loads((tmp_path / "generation.json").read_text())["responses"]["ccrs"].endswith("ccrs.jsonl.gz")
+
+
+def _run(path, records):
+    path.mkdir()
+    (path / "test_responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (path / "test_gen_metrics.json").write_text(json.dumps({"metrics": {"f1": 0.1}}))
+    return str(path)
+
+
+def test_report_measures_whether_styles_are_personal(tmp_path):
+    from ccrs.experiments.gen_table import build_report, context_genre, format_markdown
+
+    assert context_genre({"context_last": "I want something scary"}) == "horror"
+    assert context_genre({"context_last": "a funny horror movie"}) is None  # two genres: unlabelled
+    records, plain = [], []
+    for i in range(24):
+        user, genre = i % 3, ("horror", "comedy")[i % 2]
+        mix = [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]][user]
+        base = {"sample_id": i, "user_id": user, "reference": "watch it", "generated": "try __item__",
+                "response": "Try Alien", "slot_items": [1], "context_last": f"any {genre} movie?"}
+        records.append({**base, "style_mixture": mix})
+        plain.append({**base, "style_mixture": None})
+    report = build_report({"ccrs": _run(tmp_path / "a", records), "kbrd_gen": _run(tmp_path / "b", plain)},
+                          n_resamples=200)
+    assert set(report["styles"]) == {"ccrs"}  # rows without styles get no statistic
+    st = report["styles"]["ccrs"]
+    assert st["by_user"]["r2"] > 0.99 and st["by_user"]["p_permutation"] < 0.01
+    assert st["by_genre_within_user"]["r2"] < 0.01  # μ is set by the user here, not by the genre
+    assert "Are the styles personal?" in format_markdown(report)
