@@ -170,15 +170,20 @@ class GeneratorConfig:
     dropout: float = 0.1
     #: Hidden width of F, the two fully connected layers d → hidden → |V| of Eq. 10 (KBRD: 512).
     bias_hidden: int = 512
-    #: Inference: ``greedy`` (CRSLab's evaluation) or ``beam``; ``beam_width`` for beam search.
+    #: Inference: ``greedy`` (CRSLab's evaluation), ``beam`` (``beam_width``) or ``nucleus`` sampling
+    #: (``top_p``, seeded by ``sampling_seed``: the same batch gives the same responses).
     decoding: str = "greedy"
     beam_width: int = 4
+    top_p: float = 0.9
+    sampling_seed: int = 0
     #: Forbid repeating any n-gram of this length inside a response (3 = no repeated trigram; 0 = off).
     no_repeat_ngram: int = 0
 
     def __post_init__(self) -> None:
         _one_of("generator.variant", self.variant, ("ccrs", "only_meta", "kbrd_gen", "transformer"))
-        _one_of("generator.decoding", self.decoding, ("greedy", "beam"))
+        _one_of("generator.decoding", self.decoding, ("greedy", "beam", "nucleus"))
+        if not 0.0 <= self.top_p <= 1.0:
+            raise ConfigError(f"generator.top_p must be in [0, 1], got {self.top_p}")
         if self.word_dim % self.n_heads:
             raise ConfigError(f"generator.word_dim={self.word_dim} must be divisible by n_heads={self.n_heads}")
         if self.n_styles < 1:

@@ -22,7 +22,7 @@ from ccrs import storage
 from ccrs.config import GeneratorConfig
 from ccrs.data.tokenizer import tokenize
 from ccrs.eval.gen_metrics import generation_metrics, perplexity
-from ccrs.inference.decoding import generate
+from ccrs.inference.decoding import generate_with
 from ccrs.inference.slots import fill_slots
 
 
@@ -81,8 +81,7 @@ def evaluate_generator(model, data, index: Tensor, gen_cfg: GeneratorConfig, bat
     order = torch.arange(len(examples))
     for lo in range(0, len(examples), batch_size):
         sub = order[lo : lo + batch_size]
-        out = generate(model, examples.batch(sub).to(device), gen_cfg.decoding, gen_cfg.beam_width,
-                       gen_cfg.max_response_tokens, gen_cfg.no_repeat_ngram)
+        out = generate_with(model, examples.batch(sub).to(device), gen_cfg)
         for j, ids in enumerate(out.tokens):
             i = int(sub[j])
             s = examples.samples[i]

@@ -1,4 +1,4 @@
-"""Greedy and beam-search decoding of :class:`~ccrs.models.generator.Generator` responses.
+"""Greedy, beam-search and nucleus-sampling decoding of :class:`~ccrs.models.generator.Generator` responses.
 
     out = generate(model, batch, method="beam", beam_width=4, max_len=30, no_repeat_ngram=3)
     out.tokens[i]      # token ids of response i (no __start__/__end__)
@@ -8,6 +8,9 @@ Beam search keeps ``beam_width`` live hypotheses ranked by the sum of token log-
 length penalty) and stops when it has ``beam_width`` finished ones or none can still beat the best
 finished one; with width 1 it is greedy decoding exactly (tested). ``no_repeat_ngram=n`` forbids a
 token that would repeat an n-gram already in the response (n = 3: the usual "no repeated trigram").
+Nucleus sampling (Holtzman et al., 2020) draws each token from the smallest set of most probable
+tokens whose mass reaches ``top_p``, renormalised; ``seed`` seeds a generator of its own, so a call
+is reproducible for the same batch (``top_p`` → 0 is greedy decoding, tested).
 """
 
 from __future__ import annotations
@@ -44,8 +47,32 @@ def _ban(logits: Tensor, seqs: list[list[int]], n: int) -> Tensor:
     return logits
 
 
+def _top_p_sample(logits: Tensor, top_p: float, gen: torch.Generator) -> Tensor:
+    """One token per row from the nucleus of ``softmax(logits)`` (the most probable token always kept)."""
+    probs = torch.softmax(logits, dim=-1)  # (B, V)
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    outside = sorted_p.cumsum(-1) - sorted_p >= top_p  # mass before a token already reaches top_p
+    outside[:, 0] = False
+    sorted_p = sorted_p.masked_fill(outside, 0.0)
+    pick = torch.multinomial(sorted_p.cpu(), 1, generator=gen).to(logits.device)  # (B, 1)
+    return order.gather(1, pick).squeeze(1)
+
+
 @torch.no_grad()
 def greedy(model, batch: GenBatch, max_len: int, no_repeat_ngram: int = 0) -> Generated:
+    return _left_to_right(model, batch, max_len, no_repeat_ngram, lambda logits: logits.argmax(-1))
+
+
+@torch.no_grad()
+def nucleus(model, batch: GenBatch, max_len: int, top_p: float = 0.9, seed: int = 0,
+            no_repeat_ngram: int = 0) -> Generated:
+    if not 0.0 <= top_p <= 1.0:
+        raise ValueError(f"top_p must be in [0, 1], got {top_p}")
+    gen = torch.Generator().manual_seed(seed)
+    return _left_to_right(model, batch, max_len, no_repeat_ngram, lambda logits: _top_p_sample(logits, top_p, gen))
+
+
+def _left_to_right(model, batch: GenBatch, max_len: int, no_repeat_ngram: int, pick) -> Generated:
     tok_start, tok_end = _specials(model)
     memory, pad = model.encode(batch.context)
     bias, mixture = model.vocab_bias(batch.user_vec)
@@ -55,7 +82,7 @@ def greedy(model, batch: GenBatch, max_len: int, no_repeat_ngram: int = 0) -> Ge
     done = [False] * b
     for _ in range(max_len):
         logits = model.decode(memory, pad, prefix, bias)[:, -1].float()
-        nxt = _ban(logits, seqs, no_repeat_ngram).argmax(-1)
+        nxt = pick(_ban(logits, seqs, no_repeat_ngram))
         for i, w in enumerate(nxt.tolist()):
             if not done[i]:
                 if w == tok_end:
@@ -115,12 +142,20 @@ def _beam_one(model, memory, pad, bias, width, max_len, n, tok_start, tok_end) -
 
 
 def generate(model, batch: GenBatch, method: str = "greedy", beam_width: int = 4, max_len: int = 30,
-             no_repeat_ngram: int = 0) -> Generated:
+             no_repeat_ngram: int = 0, top_p: float = 0.9, seed: int = 0) -> Generated:
     if method == "greedy":
         return greedy(model, batch, max_len, no_repeat_ngram)
     if method == "beam":
         return beam_search(model, batch, beam_width, max_len, no_repeat_ngram)
-    raise ValueError(f"decoding method {method!r} is not greedy or beam")
+    if method == "nucleus":
+        return nucleus(model, batch, max_len, top_p, seed, no_repeat_ngram)
+    raise ValueError(f"decoding method {method!r} is not greedy, beam or nucleus")
+
+
+def generate_with(model, batch: GenBatch, cfg) -> Generated:
+    """:func:`generate` with a :class:`~ccrs.config.GeneratorConfig`'s decoding options."""
+    return generate(model, batch, cfg.decoding, cfg.beam_width, cfg.max_response_tokens, cfg.no_repeat_ngram,
+                    cfg.top_p, cfg.sampling_seed)
 
 
 def _specials(model) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from torch import Tensor
 from ccrs import storage
 from ccrs.data.gen_examples import GenBatch
 from ccrs.data.tokenizer import UNK
-from ccrs.inference.decoding import generate
+from ccrs.inference.decoding import generate_with
 from ccrs.inference.slots import fill_slots
 from ccrs.models.generator import load_generator
 
@@ -73,7 +73,7 @@ class GeneratorService:
     @torch.no_grad()
     def respond(self, replies: list[Reply], item_names: Mapping[int, str]) -> list[Response]:
         g = self.cfg.generator
-        out = generate(self.model, self.batch(replies), g.decoding, g.beam_width, g.max_response_tokens, g.no_repeat_ngram)
+        out = generate_with(self.model, self.batch(replies), g)
         responses = []
         for i, ids in enumerate(out.tokens):
             # An unknown word is no word to show a user (the metrics keep it, as CRSLab does).

@@ -5,7 +5,7 @@ import torch
 
 from ccrs.config import GeneratorConfig
 from ccrs.data.gen_examples import GenBatch
-from ccrs.inference.decoding import banned_tokens, beam_search, greedy
+from ccrs.inference.decoding import banned_tokens, beam_search, generate, greedy, nucleus
 from ccrs.models.generator import Generator
 from ccrs.nn.style_bias import MultiStyleBias
 
@@ -125,3 +125,24 @@ def test_no_repeated_trigram():
         for s in seqs:
             grams = [tuple(s[i : i + 3]) for i in range(len(s) - 2)]
             assert len(grams) == len(set(grams))
+
+
+def test_nucleus_sampling_is_seeded_and_tends_to_greedy():
+    torch.manual_seed(0)
+    model = Generator(_cfg("ccrs"), V, D_USER).eval()
+    batch = _batch(b=4, seed=1)
+    assert nucleus(model, batch, 7, top_p=0.0, seed=3).tokens == greedy(model, batch, 7).tokens  # nucleus = top-1
+    a = nucleus(model, batch, 7, top_p=1.0, seed=5).tokens
+    assert a == generate(model, batch, "nucleus", max_len=7, top_p=1.0, seed=5).tokens  # same seed, same text
+    draws = {str(nucleus(model, batch, 7, top_p=1.0, seed=s).tokens) for s in range(6)}
+    assert len(draws) > 1  # an untrained model is near-uniform: seeds differ
+    for seqs in (nucleus(model, batch, 7, top_p=1.0, seed=s, no_repeat_ngram=2).tokens for s in range(3)):
+        for seq in seqs:
+            assert len(set(zip(seq, seq[1:]))) == len(seq) - 1  # no bigram twice
+
+
+def test_generator_config_rejects_a_bad_top_p():
+    from ccrs.config import ConfigError
+
+    with pytest.raises(ConfigError, match="top_p"):
+        _cfg(decoding="nucleus", top_p=1.5)
