@@ -205,6 +205,17 @@ def _cmd_diagnose_rec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from ccrs.experiments.figures import make_figures
+
+    relations = tuple(r for r in args.relations.split(",") if r)
+    made = make_figures(args.rec_ckpt, args.prepared, args.fold, args.out, args.responses, args.movies, args.users,
+                        relations)
+    for name, path in made.items():
+        print(f"{name}: {path} (+ .json)")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from serve.local import serve_forever  # Ray stays out of the library: the app lives in serve/
 
@@ -320,6 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attention-users", type=int, help="cap on users probed for attention (default: all)")
     p.add_argument("--save", help="write <SAVE>.json and <SAVE>.md, e.g. results/personalization")
     p.set_defaults(func=_cmd_diagnose_rec)
+
+    p = sub.add_parser("figures", help="the paper's Fig. 3 (relation / turn attention) and Fig. 4 (styles by genre), "
+                                       "PNG + JSON, from a recommender checkpoint (and a generator's responses)")
+    p.add_argument("--rec-ckpt", required=True, help="recommender best.pt (plain or meta)")
+    p.add_argument("--prepared", required=True, help="the prepared dataset it was trained on")
+    p.add_argument("--fold", type=int, default=0, help="user-split fold (its test users are shown)")
+    p.add_argument("--responses", help="a generator run's test_responses.jsonl (for Fig. 4; the one under runs/)")
+    p.add_argument("--out", required=True, help="folder for the PNG and JSON files, e.g. results/figures")
+    p.add_argument("--movies", type=int, default=4, help="movies in Fig. 3 left")
+    p.add_argument("--users", type=int, default=8, help="test users in Fig. 3 left")
+    p.add_argument("--relations", default="director,starring,producer", help="relations shown in Fig. 3 left")
+    p.set_defaults(func=_cmd_figures)
 
     p = sub.add_parser("serve", help="the recommender + generator HTTP API and chat page on Ray Serve (local)")
     p.add_argument("--rec-ckpt", required=True, help="recommender best.pt (local path or s3://)")
