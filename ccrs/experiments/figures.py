@@ -182,9 +182,9 @@ def plot_turn_attention(data: dict, path: Path) -> None:
     ax.set_ylabel("attention weight")
     ax2 = ax.twinx()
     ax2.bar(data["distance"], data["logit"], alpha=0.25, color="gray", label="learned logit")
-    ax2.set_ylabel("logit (centred)")
+    ax2.set_ylabel("learned logit of the distance")
     ax.set_title("Attention by turn distance (Fig. 3 right analogue)", fontsize=10)
-    fig.legend(loc="upper right", fontsize=7)
+    fig.legend(loc="upper right", bbox_to_anchor=(0.88, 0.86), fontsize=7)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
