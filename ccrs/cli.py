@@ -368,9 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from ccrs.checkpoint import CheckpointError
     from ccrs.data.dataset import DatasetError
     from ccrs.data.raw import MissingRawFiles, RawDataError
-    from ccrs.checkpoint import CheckpointError
 
     try:
         return int(args.func(args) or 0)

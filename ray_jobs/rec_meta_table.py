@@ -29,7 +29,7 @@ from pathlib import Path
 from ccrs import storage
 from ccrs.config import load_run_config
 from ccrs.experiments import audit_predictions
-from ccrs.experiments.rec_table import RunSpec, load_predictions, aggregate, format_markdown, write_report
+from ccrs.experiments.rec_table import RunSpec, aggregate, format_markdown, load_predictions, write_report
 
 
 def _plain_results(plain_runs: str, models: list[str], folds: list[int]) -> dict[RunSpec, dict]:

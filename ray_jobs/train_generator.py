@@ -40,8 +40,8 @@ from ray_jobs.meta_driver import build_trainer as _build_trainer
 
 
 def make_training(config: dict, rank: int, world: int, device):
-    from ccrs.meta.gen_training import GenMetaTraining
     from ccrs.checkpoint import load_checkpoint
+    from ccrs.meta.gen_training import GenMetaTraining
 
     cfg = config_from_dict(config["cfg"])
     init = load_checkpoint(config["init"]) if config["init"] else None

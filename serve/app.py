@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from ccrs.checkpoint import CheckpointError
 from ccrs.serving.generator_service import Reply
 from ccrs.serving.recommender_service import NoAdaptationSamples, Query, Recommendation
 from ccrs.serving.schemas import (
@@ -41,7 +42,6 @@ from ccrs.serving.schemas import (
     SlotItem,
     api_models,
 )
-from ccrs.checkpoint import CheckpointError
 from serve.deployments import AdaptationStore, Generator, Recommender, storage_uri
 
 log = logging.getLogger("ray.serve")
@@ -193,8 +193,8 @@ class AppArgs(BaseModel):
 def check_checkpoints(a: AppArgs) -> None:
     """Fail fast, in the driver, on a missing or corrupt checkpoint given as an argument (the replicas
     check again in ``reconfigure``: URIs that arrive by ``user_config`` are only checked there)."""
-    from ccrs.data.dataset import PreparedDataset
     from ccrs.checkpoint import load_checkpoint
+    from ccrs.data.dataset import PreparedDataset
 
     for uri, fmt in ((a.rec_ckpt, "ccrs.recommender/1"), (a.gen_ckpt, "ccrs.generator/1")):
         if uri:

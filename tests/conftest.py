@@ -100,10 +100,10 @@ def write_biased_generator(path: Path, user_dim: int, biases: dict[str, float] |
     (``no_repeat_ngram=1``: no word twice); returns its tokenizer."""
     import torch
 
+    from ccrs.checkpoint import save_checkpoint
     from ccrs.config import load_config
     from ccrs.data.tokenizer import WordTokenizer
     from ccrs.models.generator import build_generator, generator_payload
-    from ccrs.checkpoint import save_checkpoint
 
     cfg = load_config(None, [*TINY_GEN, "generator.max_response_tokens=6", "generator.no_repeat_ngram=1"])
     tok = WordTokenizer.build(["try __item__ it is great", "hello there"], 1, "__item__")

@@ -41,13 +41,13 @@ FIG3_RELATIONS = ("director", "starring", "producer")
 def pick_movies(ds, n: int = 4, relations=FIG3_RELATIONS) -> list[dict]:
     """The ``n`` most mentioned movies whose KG node has an edge of every relation in ``relations``."""
     rel = ds.table("relations").to_pydict()
-    rel_id = {name: i for i, name in zip(rel["id"], rel["name"])}
+    rel_id = {name: i for i, name in zip(rel["id"], rel["name"], strict=True)}
     missing = [r for r in relations if r not in rel_id]
     if missing:
         raise ValueError(f"the prepared KG has no relation {', '.join(missing)} (it has {', '.join(rel['name'])})")
     edges = ds.table("kg_edges").to_pydict()
     has: dict[int, set[int]] = defaultdict(set)
-    for h, r, t in zip(edges["head"], edges["relation"], edges["tail"]):
+    for h, r, t in zip(edges["head"], edges["relation"], edges["tail"], strict=True):
         has[h].add(r)
         has[t].add(r)
     want = {rel_id[r] for r in relations}
@@ -85,7 +85,7 @@ def relation_attention(maml, tasks, movies: list[dict], relation_names: list[str
         alpha = layers[0]["alpha"].float().mean(1)  # (E,) mean over heads
         target = nb.edge_index[1]
         per_movie = []
-        for i, mv in enumerate(movies):
+        for i in range(len(movies)):
             sel = target == nb.context_index[i, 0]  # edges into the movie's own node of sample i
             row = torch.zeros(n_rel).index_add_(0, nb.edge_type[sel], alpha[sel])
             per_movie.append([round(float(v), 6) for v in row])
@@ -116,7 +116,7 @@ def turn_attention(model, tasks, role: str = "test", max_distance: int = 12) -> 
         logits = att.score(torch.tanh(att.proj(emb))).squeeze(-1)  # (max_turns,) before Eq. 7's softmax
     model.train(was)
     k = min(max_distance, enc.max_turns)
-    return {"distance": list(range(k)), "mean_weight": [float(s / c) if c else None for s, c in zip(sums[:k], counts[:k])],
+    return {"distance": list(range(k)), "mean_weight": [float(s / c) if c else None for s, c in zip(sums[:k], counts[:k], strict=True)],
             "mentions": [int(c) for c in counts[:k]], "logit": [float(v) for v in logits[:k]], "mode": enc.mode}
 
 
@@ -176,7 +176,7 @@ def plot_relation_attention(data: dict, path: Path, show: tuple[str, ...] = FIG3
 def plot_turn_attention(data: dict, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3))
-    d = [x for x, w in zip(data["distance"], data["mean_weight"]) if w is not None]
+    d = [x for x, w in zip(data["distance"], data["mean_weight"], strict=True) if w is not None]
     ax.plot(d, [w for w in data["mean_weight"] if w is not None], marker="o", label="mean μ° of a mention")
     ax.set_xlabel("turn distance τ = t − t_j")
     ax.set_ylabel("attention weight")
@@ -197,7 +197,7 @@ def plot_style_by_genre(data: dict, path: Path) -> None:
     for s in range(mix.shape[1]):
         ax.barh(range(len(data["genres"])), mix[:, s], left=left, label=f"style {s}")
         left += mix[:, s]
-    ax.set_yticks(range(len(data["genres"])), [f"{g} (n={c})" for g, c in zip(data["genres"], data["count"])])
+    ax.set_yticks(range(len(data["genres"])), [f"{g} (n={c})" for g, c in zip(data["genres"], data["count"], strict=True)])
     ax.set_xlabel("mean style mixture μ")
     ax.set_title("Style mixture by genre (Fig. 4 analogue)", fontsize=10)
     ax.legend(fontsize=7, ncol=min(4, mix.shape[1]), loc="lower center", bbox_to_anchor=(0.5, -0.55))

@@ -112,9 +112,9 @@ def run_planted(out: str | Path, spec: PlantedSpec = PlantedSpec(), progress: bo
     """Train every row on one planted (or control) dataset and compare them on the test users."""
     import torch
 
+    from ccrs.checkpoint import load_checkpoint
     from ccrs.meta.rec_training import RecMetaTraining
     from ccrs.meta.training import fit_in_process
-    from ccrs.checkpoint import load_checkpoint
 
     out = Path(out)
     t0 = time.perf_counter()

@@ -30,8 +30,8 @@ def build_recommender(
 def load_recommender(uri, kg: KnowledgeGraph, map_location: str = "cpu"):
     """``(model in eval mode, CCRSConfig, user_index)`` from a ``best.pt`` of ``ccrs train rec`` or of
     ``ray_jobs.train_recommender`` (safe loading; :class:`~ccrs.checkpoint.CheckpointError` if unusable)."""
-    from ccrs.config import config_from_dict
     from ccrs.checkpoint import CheckpointError, load_checkpoint
+    from ccrs.config import config_from_dict
 
     payload = load_checkpoint(uri, map_location)
     if payload.get("format") != "ccrs.recommender/1":

@@ -137,9 +137,9 @@ def generator_payload(model: Generator, cfg, tokenizer, user_dim: int, extra: di
 
 def load_generator(uri, map_location: str = "cpu"):
     """``(model in eval mode, CCRSConfig, WordTokenizer, payload)`` from a generator checkpoint."""
+    from ccrs.checkpoint import CheckpointError, load_checkpoint
     from ccrs.config import config_from_dict
     from ccrs.data.tokenizer import WordTokenizer
-    from ccrs.checkpoint import CheckpointError, load_checkpoint
 
     payload = load_checkpoint(uri, map_location)
     if payload.get("format") != GEN_CHECKPOINT_FORMAT:

@@ -22,13 +22,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ccrs import storage
+from ccrs.checkpoint import save_checkpoint
 from ccrs.config import CCRSConfig
 from ccrs.data.dataset import PreparedDataset
 from ccrs.eval.gen_evaluator import evaluate_generator, token_nll
 from ccrs.eval.gen_metrics import perplexity
 from ccrs.models.generator import build_generator, generator_payload
 from ccrs.seeding import seed_everything
-from ccrs.checkpoint import save_checkpoint
 from ccrs.train.gen_data import GenData, load_gen_data
 from ccrs.train.rec_trainer import _check_same_run
 from ccrs.train.resume import resume_or_start, save_progress

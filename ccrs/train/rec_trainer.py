@@ -32,13 +32,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ccrs import storage
+from ccrs.checkpoint import save_checkpoint
 from ccrs.config import CCRSConfig
 from ccrs.data.dataset import PreparedDataset
 from ccrs.data.rec_examples import KnowledgeGraph, rec_parts
 from ccrs.eval.rec_evaluator import predict
 from ccrs.models.factory import TRAINABLE, build_recommender
 from ccrs.seeding import seed_everything
-from ccrs.checkpoint import save_checkpoint
 from ccrs.train.resume import resume_or_start, save_progress
 
 CHECKPOINT_FORMAT = "ccrs.recommender/1"

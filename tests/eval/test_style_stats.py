@@ -5,7 +5,7 @@ from ccrs.eval.style_stats import collapse, group_permutation_test, style_report
 
 
 def _mixtures(rng, means, sizes, noise):
-    x = np.concatenate([np.tile(m, (n, 1)) + noise * rng.standard_normal((n, len(m))) for m, n in zip(means, sizes)])
+    x = np.concatenate([np.tile(m, (n, 1)) + noise * rng.standard_normal((n, len(m))) for m, n in zip(means, sizes, strict=True)])
     x = np.abs(x)
     return x / x.sum(1, keepdims=True)
 
@@ -44,7 +44,7 @@ def test_collapse_and_report():
     assert c["most_common_top_style"] == 0 and c["share_top_is_most_common"] == 0.75
     assert c["mean_largest_weight"] == pytest.approx(0.9) and 0 < c["mean_entropy_norm"] < 0.5
     records = [{"user_id": u, "style_mixture": m.tolist(), "genre": g} for u, m, g in
-               zip(["a", "a", "b", "b"], x, ["horror", "comedy", "horror", "comedy"])]
+               zip(["a", "a", "b", "b"], x, ["horror", "comedy", "horror", "comedy"], strict=True)]
     rep = style_report(records, lambda r: r["genre"], n_resamples=50)
     assert rep["responses"] == 4 and rep["users"] == 2
     assert set(rep["by_genre_within_user"]["genres"]) == {"horror", "comedy"}

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ccrs.serving.generator_service import GeneratorService, Reply
 from ccrs.checkpoint import CheckpointError
+from ccrs.serving.generator_service import GeneratorService, Reply
 from tests.conftest import write_biased_generator
 
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from ccrs.checkpoint import CheckpointError
 from ccrs.data.dataset import PreparedDataset
 from ccrs.serving.recommender_service import Query, RecommenderService
-from ccrs.checkpoint import CheckpointError
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from ccrs.checkpoint import CheckpointError
 from ccrs.config import load_config
 from ccrs.models.generator import load_generator
-from ccrs.checkpoint import CheckpointError
 from ccrs.train.gen_trainer import train_generator
 from tests.conftest import TINY_GEN
 

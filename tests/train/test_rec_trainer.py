@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from ccrs import storage
+from ccrs.checkpoint import CheckpointError, load_checkpoint
 from ccrs.config import load_config
 from ccrs.data.dataset import PreparedDataset
 from ccrs.data.rec_examples import KnowledgeGraph, rec_parts
 from ccrs.eval.rec_evaluator import RecPredictions, predict
 from ccrs.models import build_recommender
 from ccrs.train import rec_trainer
-from ccrs.checkpoint import CheckpointError, load_checkpoint
 from ccrs.train.rec_trainer import train_recommender
 
 SMALL = ["recommender.entity_dim=16", "recommender.user_dim=8", "rec_train.batch_size=32", "rec_train.patience=5"]
