@@ -127,9 +127,9 @@ def format_markdown(report: dict) -> str:
         lines += ["", f"## Examples: {genre}"]
         for ex in exs:
             mix = ex["style_mixture"]
-            lines += ["", f"- user {ex['user_id']}, sample {ex['sample_id']}; style mixture μ = "
-                      f"{'–' if mix is None else '[' + ', '.join(f'{v:.2f}' for v in mix) + ']'}",
-                      f"  - seeker: {ex['context_last']}", f"  - reference: {ex['reference']}"]
+            # the seeker's turn and the reference are ReDial's words: named by sample, never copied here
+            lines += ["", f"- user {ex['user_id']}, sample {ex['sample_id']} (the seeker names {genre}); style mixture "
+                      f"μ = {'–' if mix is None else '[' + ', '.join(f'{v:.2f}' for v in mix) + ']'}"]
             lines += [f"  - {name}: {text}" for name, text in ex["responses"].items()]
     return "\n".join(lines) + "\n"
 
@@ -145,6 +145,8 @@ def _without_dataset_text(record: dict) -> dict:
 
 
 def write_report(report: dict, save: str | Path) -> None:
+    report = {**report, "examples": {g: [_without_dataset_text(ex) for ex in exs]
+                                     for g, exs in report.get("examples", {}).items()}}
     save = Path(save)
     save.parent.mkdir(parents=True, exist_ok=True)
     records = report.pop("_records", {})

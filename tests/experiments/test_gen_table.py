@@ -46,3 +46,17 @@ def test_report_measures_whether_styles_are_personal(tmp_path):
     assert st["by_user"]["r2"] > 0.99 and st["by_user"]["p_permutation"] < 0.01
     assert st["by_genre_within_user"]["r2"] < 0.01  # μ is set by the user here, not by the genre
     assert "Are the styles personal?" in format_markdown(report)
+
+
+def test_markdown_and_json_examples_name_samples_instead_of_quoting_the_dataset(tmp_path):
+    from ccrs.experiments.gen_table import build_report
+
+    rec = {"sample_id": 3, "user_id": 1, "reference": "SECRET REFERENCE", "context_last": "any horror movie?",
+           "generated": "try __item__", "response": "Try Alien", "slot_items": [1], "style_mixture": [0.5, 0.5]}
+    report = build_report({"ccrs": _run(tmp_path / "a", [rec])}, n_resamples=10)
+    assert report["examples"]["horror"]  # picked by the seeker's words...
+    write_report(report, tmp_path / "generation")
+    for name in ("generation.md", "generation.json"):
+        text = (tmp_path / name).read_text()
+        assert "SECRET REFERENCE" not in text and "any horror movie?" not in text  # ...which are not copied
+    assert "sample 3" in (tmp_path / "generation.md").read_text()
