@@ -164,6 +164,11 @@ class GeneratorConfig:
     n_heads: int = 2
     ffn_dim: int = 300
     n_styles: int = 4  # n_s
+    #: τ of the style mixture μ = softmax(p_u W^C L / τ) (Eq. 9; 1 = the paper). τ > 1 spreads μ.
+    style_temperature: float = 1.0
+    #: λ of the load-balancing term λ·(log n_s − H(batch-mean μ)) added to the training loss, plain
+    #: and meta (0 = off, the paper): keeps the styles from collapsing to one for everyone.
+    style_balance: float = 0.0
     max_context_tokens: int = 256
     max_response_tokens: int = 30
     min_word_count: int = 3
@@ -188,6 +193,9 @@ class GeneratorConfig:
             raise ConfigError(f"generator.word_dim={self.word_dim} must be divisible by n_heads={self.n_heads}")
         if self.n_styles < 1:
             raise ConfigError(f"generator.n_styles must be >= 1, got {self.n_styles}")
+        if self.style_temperature <= 0 or self.style_balance < 0:
+            raise ConfigError(f"generator.style_temperature must be > 0 and style_balance >= 0, got "
+                              f"{self.style_temperature} and {self.style_balance}")
         if self.beam_width < 1 or self.max_response_tokens < 2 or self.max_context_tokens < 1:
             raise ConfigError("generator.beam_width >= 1, max_response_tokens >= 2, max_context_tokens >= 1")
 

@@ -36,10 +36,11 @@ from ccrs.train.gen_data import GenData, load_gen_data
 
 
 def gen_loss(model: nn.Module, params: dict[str, Tensor], batch: GenBatch) -> Tensor:
-    """Mean token cross-entropy of the response with the given (possibly adapted) parameters."""
-    logits = functional_call(model, params, (batch,))
+    """Mean token cross-entropy of the response with the given (possibly adapted) parameters, plus
+    the style balance term when ``generator.style_balance`` > 0."""
+    logits, penalty = functional_call(model, params, (batch,), {"with_penalty": True})
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.response_out.reshape(-1),
-                           ignore_index=model.pad_id)
+                           ignore_index=model.pad_id) + penalty
 
 
 @dataclass

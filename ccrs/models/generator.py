@@ -72,7 +72,8 @@ class Generator(nn.Module):
             nn.TransformerDecoderLayer(d, cfg.n_heads, cfg.ffn_dim, cfg.dropout, batch_first=True), cfg.n_layers
         )
         self.output_bias = nn.Parameter(torch.zeros(vocab_size))  # b of Eq. 10
-        self.style_bias = MultiStyleBias(user_dim, vocab_size, cfg.n_styles, cfg.bias_hidden) if cfg.variant == "ccrs" else None
+        self.style_bias = MultiStyleBias(user_dim, vocab_size, cfg.n_styles, cfg.bias_hidden,
+                                         cfg.style_temperature) if cfg.variant == "ccrs" else None
         self.user_bias = (UserVocabBias(user_dim, vocab_size, cfg.bias_hidden)
                           if cfg.variant in ("only_meta", "kbrd_gen") else None)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -108,11 +109,17 @@ class Generator(nn.Module):
         return logits
 
     # -- training -------------------------------------------------------------------------------
-    def forward(self, batch: GenBatch) -> Tensor:
-        """Teacher-forced logits (B, T, |V|) for ``batch.response_out``."""
+    def forward(self, batch: GenBatch, with_penalty: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Teacher-forced logits (B, T, |V|) for ``batch.response_out``; with ``with_penalty`` also
+        the regulariser to add to the loss (``generator.style_balance`` × the styles' balance penalty)."""
         memory, memory_pad = self.encode(batch.context)
-        bias, _ = self.vocab_bias(batch.user_vec)
-        return self.decode(memory, memory_pad, batch.response_in, bias)
+        bias, mu = self.vocab_bias(batch.user_vec)
+        logits = self.decode(memory, memory_pad, batch.response_in, bias)
+        if not with_penalty:
+            return logits
+        weight = self.cfg.style_balance if mu is not None else 0.0
+        penalty = weight * MultiStyleBias.balance_penalty(mu) if weight > 0 else logits.new_zeros(())
+        return logits, penalty
 
     def token_nll(self, batch: GenBatch, logits: Tensor | None = None) -> tuple[Tensor, int]:
         """(sum of token negative log-likelihoods, number of target tokens), pads excluded."""

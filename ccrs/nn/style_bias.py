@@ -15,10 +15,18 @@ mixture over styles (the paper plots it as one in Fig. 4, and an unnormalised μ
 without bound). F has two fully connected layers d → ``hidden`` → |V|, as KBRD's user→vocabulary
 bias (KBRD uses hidden = 512).
 
+Two options against styles collapsing to one (the paper is silent; both off by default):
+``temperature`` τ divides the selector's logits (μ = softmax(p_u W^C L / τ); τ > 1 spreads μ), and
+:meth:`MultiStyleBias.balance_penalty` is a load-balancing term, log n_s − H(mean of μ over a batch):
+0 when the batch uses the styles evenly on average, log n_s when every response takes the same one
+style. It leaves each μ free to be peaked (a personal style), unlike an entropy term on each μ.
+
 :class:`UserVocabBias` is KBRD's single bias F(p_u) (paper "Only-Meta" and ``kbrd_gen``).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -39,15 +47,25 @@ class UserVocabBias(nn.Module):
 class MultiStyleBias(nn.Module):
     """Style mixture μ_u^m and vocabulary bias F(g_u) from p_u (Eqs. 9–10; module docstring)."""
 
-    def __init__(self, user_dim: int, vocab_size: int, n_styles: int = 4, hidden: int = 512) -> None:
+    def __init__(self, user_dim: int, vocab_size: int, n_styles: int = 4, hidden: int = 512,
+                 temperature: float = 1.0) -> None:
         super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
         self.styles = nn.Parameter(torch.randn(user_dim, n_styles) * user_dim**-0.5)  # L (d, n_s)
         self.selector = nn.Linear(user_dim, user_dim, bias=False)  # W^C
         self.to_vocab = UserVocabBias(user_dim, vocab_size, hidden)  # F
 
     def mixture(self, p_u: Tensor) -> Tensor:
         """μ_u^m (B, n_s) = softmax(p_u W^C L) — Eq. 9."""
-        return torch.softmax(self.selector(p_u) @ self.styles, dim=-1)
+        return torch.softmax(self.selector(p_u) @ self.styles / self.temperature, dim=-1)
+
+    @staticmethod
+    def balance_penalty(mu: Tensor) -> Tensor:
+        """log n_s − H(mean_b μ_b): 0 for an even average use of the styles, log n_s for one style."""
+        mean = mu.mean(0).clamp_min(1e-12)  # (n_s,)
+        return math.log(mu.shape[-1]) + (mean * mean.log()).sum()
 
     def forward(self, p_u: Tensor) -> tuple[Tensor, Tensor]:
         """``(F(g_u) (B, |V|), μ_u^m (B, n_s))`` — Eqs. 9–10."""

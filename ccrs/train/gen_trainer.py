@@ -101,9 +101,11 @@ def _fit(model, data: GenData, cfg: CCRSConfig, user_dim: int, out_loc, progress
         bar = tqdm(train.batches(tc.batch_size, shuffle=True, generator=gen), total=n_batches,
                    desc=f"{cfg.generator.variant} epoch {epoch}", disable=not progress)
         for batch in bar:
-            nll, k = model.token_nll(batch.to(device))
+            batch = batch.to(device)
+            logits, penalty = model(batch, with_penalty=True)
+            nll, k = model.token_nll(batch, logits)
             opt.zero_grad(set_to_none=True)
-            (nll / max(k, 1)).backward()
+            (nll / max(k, 1) + penalty).backward()
             if tc.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()

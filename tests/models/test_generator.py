@@ -1,5 +1,7 @@
 """The generator on tiny random inputs: shapes, the style bias (Eqs. 9–10), overfitting, decoding."""
 
+import math
+
 import pytest
 import torch
 
@@ -146,3 +148,31 @@ def test_generator_config_rejects_a_bad_top_p():
 
     with pytest.raises(ConfigError, match="top_p"):
         _cfg(decoding="nucleus", top_p=1.5)
+
+
+def test_style_balance_penalty_is_zero_when_even_and_log_ns_when_collapsed():
+    n = 4
+    assert float(MultiStyleBias.balance_penalty(torch.full((5, n), 1 / n))) == pytest.approx(0.0, abs=1e-6)
+    one = torch.zeros(5, n)
+    one[:, 2] = 1.0
+    assert float(MultiStyleBias.balance_penalty(one)) == pytest.approx(math.log(n), rel=1e-4)
+    personal = torch.eye(n)  # each response one style, all styles used: balanced on average
+    assert float(MultiStyleBias.balance_penalty(personal)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_style_temperature_spreads_the_mixture_and_the_penalty_reaches_the_loss():
+    torch.manual_seed(0)
+    sharp, flat = (Generator(_cfg("ccrs", style_temperature=t), V, D_USER).eval() for t in (1.0, 10.0))
+    flat.load_state_dict(sharp.state_dict())
+    p_u = torch.randn(6, D_USER) * 5
+    ent = lambda mu: float(-(mu * mu.log()).sum(-1).mean())  # noqa: E731
+    assert ent(flat.vocab_bias(p_u)[1]) > ent(sharp.vocab_bias(p_u)[1])
+    batch = _batch(b=4)
+    off = Generator(_cfg("ccrs"), V, D_USER)
+    on = Generator(_cfg("ccrs", style_balance=0.5), V, D_USER)
+    on.load_state_dict(off.state_dict())
+    assert float(off(batch, with_penalty=True)[1]) == 0.0
+    logits, pen = on(batch, with_penalty=True)
+    assert float(pen) > 0 and torch.allclose(logits, off(batch))
+    pen.backward()
+    assert on.style_bias.selector.weight.grad.abs().sum() > 0  # the term trains the style selector
