@@ -75,9 +75,20 @@ def checkpoint_payload(model, cfg: CCRSConfig, user_index: dict[int, int], extra
     }
 
 
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+_MISSING = object()
+
+
+def _diff(a: Any, b: Any, prefix: str = "", default: Any = _MISSING) -> list[str]:
+    """Differences of run key ``a`` (now) from ``b`` (stored). A config option the stored run predates
+    (absent there) is no difference when it is at its default now: new options default to the old
+    behaviour, so adding one does not orphan every finished run."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+        sub = default if isinstance(default, dict) else {}
+        return [d for k in sorted(set(a) | set(b))
+                for d in _diff(a.get(k), b.get(k, _MISSING), f"{prefix}{k}.", sub.get(k, _MISSING))]
+    if b is _MISSING and default is not _MISSING and a == default:
+        return []
+    b = None if b is _MISSING else b
     return [] if a == b else [f"{prefix.rstrip('.')}: {b!r} there, {a!r} now"]
 
 
@@ -85,7 +96,9 @@ def _check_same_run(out_loc: storage.Location, run_key: dict) -> None:
     """Refuse to resume or reuse a run directory that holds a run of another config/split/fold."""
     key_loc = out_loc.child("run.json")
     if storage.exists(key_loc):
-        diffs = _diff(run_key, json.loads(storage.read_bytes(key_loc)))
+        from ccrs.config import CCRSConfig
+
+        diffs = _diff(run_key, json.loads(storage.read_bytes(key_loc)), default={"config": CCRSConfig().to_dict()})
         if diffs:
             raise ValueError(f"{out_loc.uri} holds a different run ({'; '.join(diffs[:5])}); "
                              "choose another --out / --runs directory")

@@ -100,3 +100,26 @@ def test_a_run_directory_of_another_config_is_refused(synth_prepared, tmp_path):
                           progress=False)
     with pytest.raises(ValueError, match="fold"):
         train_recommender(_cfg("rec_train.max_epochs=1"), synth_prepared, "user", 1, out, progress=False)
+
+
+def test_a_run_that_predates_an_option_is_reused_only_while_the_option_is_at_its_default(tmp_path):
+    import json
+
+    from ccrs import storage
+    from ccrs.config import load_config
+    from ccrs.train.rec_trainer import _check_same_run
+
+    key = {"config": load_config(None, []).to_dict(), "split": "user", "fold": 0}
+    old = json.loads(json.dumps(key))
+    del old["config"]["generator"]["top_p"]  # a run written before the option existed
+    loc = storage.resolve(str(tmp_path / "run"))
+    storage.write_bytes(loc.child("run.json"), json.dumps(old).encode())
+    _check_same_run(loc, key)  # default now: the same run
+    changed = json.loads(json.dumps(key))
+    changed["config"]["generator"]["top_p"] = 0.5
+    with pytest.raises(ValueError, match="generator.top_p: None there, 0.5 now"):
+        _check_same_run(loc, changed)
+    other = json.loads(json.dumps(key))
+    other["fold"] = 1
+    with pytest.raises(ValueError, match="fold: 0 there, 1 now"):
+        _check_same_run(loc, other)
