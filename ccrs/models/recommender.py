@@ -153,7 +153,7 @@ class Recommender(nn.Module):
             return h_u, states[torch.searchsorted(nodes, self.item_entity_ids)]
         rows = self._user_rows(batch)
         if nb is None:
-            nb = self.neighbourhoods(batch, rows)
+            nb = self._cached_neighbourhoods(batch, rows)
         elif self.training and self.cfg.share_user_neighbourhoods and not torch.equal(rows, batch.users):
             # a neighbourhood grouped by batch.users cannot serve rows changed by user dropout
             nb = self.neighbourhoods(batch, rows)
@@ -166,6 +166,17 @@ class Recommender(nn.Module):
                 x = self.dropout(conv(x, nb.edge_index, nb.edge_type, users, nb.edge_sample))  # Eqs. 1–6
         h_u = x[nb.context_index] if x.numel() else x.new_zeros(*nb.context_index.shape, self.cfg.entity_dim)
         return h_u * nb.context_mask.unsqueeze(-1), None
+
+    def _cached_neighbourhoods(self, batch: RecBatch, rows: Tensor) -> NeighbourhoodBatch:
+        """:meth:`neighbourhoods`, kept on the batch: MAML evaluates one task batch K + 2 times (inner
+        steps, query loss), and the neighbourhood depends on the mentions and user rows only."""
+        key = (self._in_edge_index(), self.cfg.n_layers, self.cfg.share_user_neighbourhoods)  # this model's KG
+        cached = getattr(batch, "_neighbourhoods", None)
+        if cached is not None and cached[0][0] is key[0] and cached[0][1:] == key[1:] and torch.equal(cached[1], rows):
+            return cached[2]
+        nb = self.neighbourhoods(batch, rows)
+        batch._neighbourhoods = (key, rows, nb)
+        return nb
 
     def user_intention(self, batch: RecBatch, nb: NeighbourhoodBatch | None = None) -> Tensor:
         """p_u (B, d) of Eq. 8 (zeros for a sample with no mentioned entity)."""

@@ -200,3 +200,16 @@ def test_shared_neighbourhoods_follow_user_dropout_in_training(data):
         grads[share] = (loss.detach(), model.user_embedding.weight.grad.clone())
     assert torch.allclose(grads[True][0], grads[False][0], atol=1e-5)
     assert torch.allclose(grads[True][1], grads[False][1], atol=1e-5)
+
+
+def test_a_batch_keeps_its_neighbourhoods_for_this_model_only(data):
+    kg, parts, users = data
+    batch = _user_batch(parts)
+    model = Recommender(RecommenderConfig(entity_dim=16, user_dim=8, n_heads=2), kg, len(users)).eval()
+    first = model(batch)
+    nb = batch._neighbourhoods[2]
+    assert torch.equal(model(batch), first) and batch._neighbourhoods[2] is nb  # reused, same scores
+    other = Recommender(RecommenderConfig(entity_dim=16, user_dim=8, n_heads=2, share_user_neighbourhoods=False),
+                        kg, len(users)).eval()
+    other(batch)
+    assert batch._neighbourhoods[2] is not nb  # another model (another path) builds its own
