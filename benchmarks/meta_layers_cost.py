@@ -1,10 +1,13 @@
 """Cost of one recommender meta-batch against the entity-encoder depth L (why the 2-CPU sweep fixes L=1).
 
-    .venv/bin/python benchmarks/meta_layers_cost.py --prepared runs/demo/prepared [--layers 1 2 3] [--cap-gb 16]
+    .venv/bin/python benchmarks/meta_layers_cost.py --prepared runs/demo/prepared [--layers 1 2 3] [--cap-gb 16] \
+        [--paths shared per_sample]
 
 For each L, a fresh child process builds ``RecMetaTraining`` on the prepared data (fold 0, paper
 defaults but ``n_heads=8``), runs ``--batches`` second-order MAML meta-batches (one worker, no Ray),
-and reports seconds per meta-batch and its peak RSS. Each child's address space is capped at
+and reports seconds per meta-batch and its peak RSS, for each neighbourhood path side by side:
+``shared`` (``recommender.share_user_neighbourhoods=true``: each user's entities encoded once per
+batch) and ``per_sample`` (the earlier path: once per sample). Each child's address space is capped at
 ``--cap-gb`` (``RLIMIT_AS``) so a depth that does not fit fails with an allocation error instead of
 waking the kernel's OOM killer. Writes results/meta_layers_cost.{json,md}.
 """
@@ -25,10 +28,11 @@ cap = int(float(sys.argv[4]) * 2**30)
 resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 from ccrs.config import load_config
 from ccrs.meta.rec_training import RecMetaTraining
-layers, prepared, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-out = {"layers": layers}
+layers, prepared, n, path = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[5]
+out = {"layers": layers, "path": path}
 try:
-    cfg = load_config(None, [f"recommender.n_layers={layers}", "recommender.n_heads=8"])
+    cfg = load_config(None, [f"recommender.n_layers={layers}", "recommender.n_heads=8",
+                             f"recommender.share_user_neighbourhoods={'true' if path == 'shared' else 'false'}"])
     training = RecMetaTraining(cfg, prepared, 0)
     batches = training.meta_batches(0)[:n]
     training.meta_batches = lambda epoch: batches  # time exactly n meta-batches
@@ -50,31 +54,42 @@ def main() -> None:
     ap.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--batches", type=int, default=4)
     ap.add_argument("--cap-gb", type=float, default=16.0, help="address-space cap of each child process")
+    ap.add_argument("--paths", nargs="+", default=["shared", "per_sample"], choices=["shared", "per_sample"])
     args = ap.parse_args()
     rows = []
     for layers in args.layers:
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(layers), args.prepared, str(args.batches),
-                               str(args.cap_gb)], capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        row = json.loads(lines[-1]) if lines else {"layers": layers, "error": f"exit {proc.returncode}",
-                                                   "stderr": proc.stderr[-500:]}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    base = next((r["seconds_per_meta_batch"] for r in rows if r["layers"] == 1 and "error" not in r), None)
+        for path in args.paths:
+            proc = subprocess.run([sys.executable, "-c", CHILD, str(layers), args.prepared, str(args.batches),
+                                   str(args.cap_gb), path], capture_output=True, text=True)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            row = json.loads(lines[-1]) if lines else {"layers": layers, "path": path,
+                                                       "error": f"exit {proc.returncode}", "stderr": proc.stderr[-500:]}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    for path in args.paths:
+        base = next((r["seconds_per_meta_batch"] for r in rows
+                     if r["layers"] == 1 and r["path"] == path and "error" not in r), None)
+        for r in rows:
+            if base and r["path"] == path and "seconds_per_meta_batch" in r:
+                r["time_ratio_vs_L1"] = r["seconds_per_meta_batch"] / base
+    by = {(r["layers"], r["path"]): r for r in rows}
     for r in rows:
-        if base and "seconds_per_meta_batch" in r:
-            r["time_ratio_vs_L1"] = r["seconds_per_meta_batch"] / base
+        other = by.get((r["layers"], "per_sample"))
+        if r["path"] == "shared" and other and "seconds_per_meta_batch" in r and "seconds_per_meta_batch" in other:
+            r["speedup_vs_per_sample"] = other["seconds_per_meta_batch"] / r["seconds_per_meta_batch"]
     command = "python benchmarks/meta_layers_cost.py " + " ".join(sys.argv[1:])
     report = {"command": command, "cap_gb": args.cap_gb, "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "meta_layers_cost.json").write_text(json.dumps(report, indent=2) + "\n")
     md = ["# Recommender meta-batch cost against L (one process, n_heads=8, second-order MAML)", "",
           f"    {command}", "", f"Each L in its own process, address space capped at {args.cap_gb} GB.", "",
-          "| L | s / meta-batch | × L=1 | peak RSS (GB) | outcome |", "|---|---:|---:|---:|---|"]
+          "| L | neighbourhoods | s / meta-batch | × L=1 (same path) | speed-up of shared | peak RSS (GB) | outcome |",
+          "|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
         sec = f"{r['seconds_per_meta_batch']:.2f}" if "seconds_per_meta_batch" in r else "—"
         ratio = f"{r['time_ratio_vs_L1']:.1f}" if "time_ratio_vs_L1" in r else "—"
-        md.append(f"| {r['layers']} | {sec} | {ratio} | {r.get('peak_rss_gb', float('nan')):.2f} | "
+        speed = f"{r['speedup_vs_per_sample']:.2f}x" if "speedup_vs_per_sample" in r else ""
+        md.append(f"| {r['layers']} | {r['path']} | {sec} | {ratio} | {speed} | {r.get('peak_rss_gb', float('nan')):.2f} | "
                   f"{r.get('error', 'ok')} |")
     (RESULTS / "meta_layers_cost.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

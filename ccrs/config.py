@@ -88,6 +88,9 @@ class RecommenderConfig:
     #: λ of a penalty λ·mean(z²) on that user term, added to the plain training loss (0 = off, the
     #: paper). Keeps γ out of saturation so the user row keeps a gradient (UserRelationalConv.gamma_penalty).
     gamma_penalty: float = 0.0
+    #: Encode each (user row, entity) once per batch instead of once per sample: the samples of a
+    #: user share their neighbourhood nodes (same outputs; False = the per-sample path, for checks).
+    share_user_neighbourhoods: bool = True
     #: Turn index embedded by the turn encoder (Eq. 7): ``recency`` (t - t_j) or ``absolute`` (t_j).
     turn_mode: str = "recency"
     #: √d of Eq. 2: ``head`` (per-head dim) or ``model`` (full d).

@@ -92,9 +92,19 @@ class Recommender(nn.Module):
         self._in_edges: InEdgeIndex | None = None
 
     # -- pieces ---------------------------------------------------------------------------------
-    def neighbourhoods(self, batch: RecBatch) -> NeighbourhoodBatch:
-        """The batched L-hop neighbourhood of each sample's mentions (data only: no parameters)."""
-        return self._in_edge_index().batch(batch.context_lists(), self.cfg.n_layers).to(self.edge_index.device)
+    def neighbourhoods(self, batch: RecBatch, user_rows: Tensor | None = None) -> NeighbourhoodBatch:
+        """The batched L-hop neighbourhood of the mentions (data only: no parameters).
+
+        With ``recommender.share_user_neighbourhoods`` (default) the samples of one user row share
+        their nodes, so the user-guided encoder runs once per user and entity, not once per sample
+        (:meth:`InEdgeIndex.batch`; same outputs, tested). ``user_rows`` (B,): the rows the encoder
+        will read (after user dropout); default ``batch.users``. kbrd's R-GCN is user-independent:
+        its samples share nodes across users too."""
+        groups = None
+        if self.cfg.share_user_neighbourhoods:
+            groups = torch.zeros_like(batch.users) if self.variant == "kbrd" else (
+                batch.users if user_rows is None else user_rows)
+        return self._in_edge_index().batch(batch.context_lists(), self.cfg.n_layers, groups).to(self.edge_index.device)
 
     def _rgcn(self, x: Tensor, edge_index: Tensor, edge_type: Tensor) -> Tensor:
         for i, conv in enumerate(self.encoder):
@@ -103,12 +113,13 @@ class Recommender(nn.Module):
                 x = self.dropout(F.relu(x))
         return x
 
-    def _users(self, batch: RecBatch) -> Tensor:
+    def _user_rows(self, batch: RecBatch) -> Tensor:
+        """The user row each sample reads (B,): its own, or the cold-start row under user dropout."""
         users = batch.users
-        if self.training and self.cfg.user_dropout > 0:
+        if self.training and self.cfg.user_dropout > 0 and self.variant != "kbrd":
             drop = torch.rand(users.shape, device=users.device) < self.cfg.user_dropout
             users = users.masked_fill(drop, COLD_START_USER)
-        return self.user_embedding(users)  # (B, user_dim)
+        return users
 
     def _in_edge_index(self) -> InEdgeIndex:
         if self._in_edges is None:  # built once, on CPU (index arithmetic, no parameters)
@@ -140,16 +151,32 @@ class Recommender(nn.Module):
             nodes, states = self._rgcn_targets(torch.cat([self.item_entity_ids, batch.context[mask]]))
             h_u = states[torch.searchsorted(nodes, batch.context)] * mask.unsqueeze(-1)
             return h_u, states[torch.searchsorted(nodes, self.item_entity_ids)]
-        nb = nb if nb is not None else self.neighbourhoods(batch)
+        rows = self._user_rows(batch)
+        if nb is None:
+            nb = self._cached_neighbourhoods(batch, rows)
+        elif self.training and self.cfg.share_user_neighbourhoods and not torch.equal(rows, batch.users):
+            # a neighbourhood grouped by batch.users cannot serve rows changed by user dropout
+            nb = self.neighbourhoods(batch, rows)
         x = self.entity_embedding(nb.node_ids)  # (n_nodes, d)
         if self.variant == "kbrd":
             x = self._rgcn(x, nb.edge_index, nb.edge_type)
         else:
-            users = self._users(batch)
+            users = self.user_embedding(rows)  # (B, user_dim)
             for conv in self.encoder:
                 x = self.dropout(conv(x, nb.edge_index, nb.edge_type, users, nb.edge_sample))  # Eqs. 1–6
         h_u = x[nb.context_index] if x.numel() else x.new_zeros(*nb.context_index.shape, self.cfg.entity_dim)
         return h_u * nb.context_mask.unsqueeze(-1), None
+
+    def _cached_neighbourhoods(self, batch: RecBatch, rows: Tensor) -> NeighbourhoodBatch:
+        """:meth:`neighbourhoods`, kept on the batch: MAML evaluates one task batch K + 2 times (inner
+        steps, query loss), and the neighbourhood depends on the mentions and user rows only."""
+        key = (self._in_edge_index(), self.cfg.n_layers, self.cfg.share_user_neighbourhoods)  # this model's KG
+        cached = getattr(batch, "_neighbourhoods", None)
+        if cached is not None and cached[0][0] is key[0] and cached[0][1:] == key[1:] and torch.equal(cached[1], rows):
+            return cached[2]
+        nb = self.neighbourhoods(batch, rows)
+        batch._neighbourhoods = (key, rows, nb)
+        return nb
 
     def user_intention(self, batch: RecBatch, nb: NeighbourhoodBatch | None = None) -> Tensor:
         """p_u (B, d) of Eq. 8 (zeros for a sample with no mentioned entity)."""

@@ -92,11 +92,25 @@ class InEdgeIndex:
         first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
         return starts[owner] + torch.arange(owner.numel()) - first, owner
 
-    def batch(self, contexts: list[list[int]], num_hops: int) -> NeighbourhoodBatch:
+    def batch(self, contexts: list[list[int]], num_hops: int, groups: Tensor | None = None) -> NeighbourhoodBatch:
+        """``groups`` (B,): samples with equal values share their nodes (keyed group·N + node, not
+        sample·N + node); each edge's ``edge_sample`` is then the group's first sample. For the
+        user-guided encoder a group is a user row: the encoding of an entity depends on the user and
+        its L-hop in-neighbourhood only, so every sample of one user reads the same states — computed
+        once (exact: each node within L − 1 hops of a mention keeps all its in-edges either way)."""
         n = self.num_nodes
         lengths = torch.tensor([len(c) for c in contexts], dtype=torch.long)
         seeds = torch.tensor([e for c in contexts for e in c], dtype=torch.long)
-        seed_keys = torch.repeat_interleave(torch.arange(len(contexts)), lengths) * n + seeds  # sample·N + node
+        owner = torch.arange(len(contexts))  # the sample whose key a sample's nodes use
+        if groups is not None:
+            groups = groups.cpu()
+            if groups.shape != (len(contexts),):
+                raise ValueError(f"groups must have one value per sample ({len(contexts)}), got {tuple(groups.shape)}")
+            _, inverse = torch.unique(groups, return_inverse=True)
+            first = torch.full((int(inverse.max()) + 1 if inverse.numel() else 0,), len(contexts), dtype=torch.long)
+            first.scatter_reduce_(0, inverse, owner, "amin")
+            owner = first[inverse]
+        seed_keys = torch.repeat_interleave(owner, lengths) * n + seeds  # owner·N + node
         visited = torch.unique(seed_keys)  # sorted
         frontier = visited
         pos_parts, sample_parts = [], []

@@ -86,11 +86,11 @@ def test_user_dropout_maps_to_the_cold_start_row(data):
     model = Recommender(RecommenderConfig(entity_dim=16, user_dim=8, user_dropout=0.5), kg, len(users))
     batch = _batch(parts, 16)
     torch.manual_seed(1)
-    rows = model._users(batch)
-    cold = (rows == model.user_embedding.weight[COLD_START_USER]).all(1)
-    assert 0 < cold.sum() < 16
+    rows = model._user_rows(batch)
+    cold = rows == COLD_START_USER
+    assert 0 < cold.sum() < 16 and torch.equal(rows[~cold], batch.users[~cold])
     model.eval()
-    assert not (model._users(batch) == model.user_embedding.weight[COLD_START_USER]).all(1).any()
+    assert not (model._user_rows(batch) == COLD_START_USER).any()
 
 
 def _toy_batch(context, turns, labels):
@@ -152,3 +152,64 @@ def test_gamma_penalty_is_added_to_the_training_loss_only_when_set(data):
     assert penalty.item() > 0
     assert torch.allclose(penalised.loss(batch), plain.loss(batch) + 0.5 * penalty)
     assert torch.equal(penalised(batch), plain(batch))  # scores are unchanged: only the loss differs
+
+
+def _user_batch(parts, n_users=4, per_user=5):
+    """Samples of a few users, several each (the case sharing is for)."""
+    train = parts["train"]
+    with_context = train.subset(train._offsets[1:] > train._offsets[:-1])
+    users = train.users[with_context]
+    picked = []
+    for u in torch.unique(users).tolist():
+        idx = with_context[users == u][:per_user]
+        if idx.numel() >= 2:
+            picked.append(idx)
+        if len(picked) == n_users:
+            break
+    return train.batch(torch.cat(picked))
+
+
+@pytest.mark.parametrize("variant", ["ccrs", "ccrs_no_turn", "kbrd"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_shared_user_neighbourhoods_give_the_per_sample_outputs(data, variant, layers):
+    kg, parts, users = data
+    batch = _user_batch(parts)
+    out, nodes = {}, {}
+    for share in (False, True):
+        torch.manual_seed(0)
+        model = Recommender(RecommenderConfig(variant=variant, entity_dim=16, user_dim=8, n_heads=2, n_layers=layers,
+                                              item_table="embedding", share_user_neighbourhoods=share),
+                            kg, len(users)).eval()
+        out[share] = model(batch)
+        nodes[share] = model.neighbourhoods(batch).node_ids.numel()
+    assert torch.allclose(out[True], out[False], atol=1e-5)
+    assert nodes[True] < nodes[False]  # each user's entities encoded once, not once per sample
+
+
+def test_shared_neighbourhoods_follow_user_dropout_in_training(data):
+    kg, parts, users = data
+    batch = _user_batch(parts)
+    grads = {}
+    for share in (False, True):
+        torch.manual_seed(0)
+        model = Recommender(RecommenderConfig(entity_dim=16, user_dim=8, n_heads=2, user_dropout=0.5, dropout=0.0,
+                                              share_user_neighbourhoods=share), kg, len(users)).train()
+        torch.manual_seed(3)
+        loss = torch.nn.functional.cross_entropy(model(batch), batch.labels)
+        loss.backward()
+        grads[share] = (loss.detach(), model.user_embedding.weight.grad.clone())
+    assert torch.allclose(grads[True][0], grads[False][0], atol=1e-5)
+    assert torch.allclose(grads[True][1], grads[False][1], atol=1e-5)
+
+
+def test_a_batch_keeps_its_neighbourhoods_for_this_model_only(data):
+    kg, parts, users = data
+    batch = _user_batch(parts)
+    model = Recommender(RecommenderConfig(entity_dim=16, user_dim=8, n_heads=2), kg, len(users)).eval()
+    first = model(batch)
+    nb = batch._neighbourhoods[2]
+    assert torch.equal(model(batch), first) and batch._neighbourhoods[2] is nb  # reused, same scores
+    other = Recommender(RecommenderConfig(entity_dim=16, user_dim=8, n_heads=2, share_user_neighbourhoods=False),
+                        kg, len(users)).eval()
+    other(batch)
+    assert batch._neighbourhoods[2] is not nb  # another model (another path) builds its own

@@ -56,3 +56,18 @@ def test_in_edge_index_takes_only_the_needed_edges():
              for i in range(two.edge_index.size(1))}
     assert pairs == {(0, 1, 2), (0, 3, 2), (0, 0, 1), (1, 0, 1)}
     assert two.node_ids[two.context_index[1, 0]] == 1
+
+
+def test_grouped_samples_share_nodes_and_keep_their_mentions():
+    ei, et = tiny_graph(n=50, n_rel=4, seed=5, extra_edges=150)
+    index = InEdgeIndex(ei, et, 50)
+    contexts = [[3, 17], [17, 29], [3], [41]]
+    per_sample = index.batch(contexts, 2)
+    grouped = index.batch(contexts, 2, groups=torch.tensor([7, 7, 7, 2]))
+    assert grouped.node_ids.numel() < per_sample.node_ids.numel()
+    assert set(grouped.edge_sample.tolist()) == {0, 3}  # each group's first sample owns its edges
+    for b, ctx in enumerate(contexts):  # every sample still points at its own mentions
+        assert grouped.node_ids[grouped.context_index[b, : len(ctx)]].tolist() == ctx
+    assert torch.equal(index.batch(contexts, 2, groups=torch.arange(4)).node_ids, per_sample.node_ids)
+    with pytest.raises(ValueError, match="one value per sample"):
+        index.batch(contexts, 2, groups=torch.tensor([1, 2]))
