@@ -44,6 +44,6 @@ def test_chat_page_shows_a_response_a_movie_and_the_style_mixture(serve_app, syn
             print(f"screenshot: {shot}")
         finally:
             browser.close()
-    assert response.startswith("try ") and len(response) > len("try ")
+    assert response.startswith("Try ") and len(response) > len("Try ")  # detokenized, capitalised
     assert items and all("(" in it for it in items)  # "name (score)"
     assert bars == 4  # n_styles of the tiny generator
