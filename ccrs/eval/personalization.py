@@ -37,6 +37,7 @@ Each diagnostic is a plain function of a model and a :class:`~ccrs.meta.rec_task
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import random
@@ -330,27 +331,21 @@ def diagnose(model: nn.Module, cfg, tasks: RecTaskSet, role: str, eval_cold_star
     }
 
 
-def diagnose_checkpoint(ckpt: str, prepared: str, fold: int, role: str = "valid", factors=BETA_FACTORS,
-                        max_attention_users: int | None = None) -> dict[str, Any]:
-    """:func:`diagnose` for a ``best.pt`` (plain or meta) on the prepared data's ``fold``."""
-    from ccrs.data.dataset import PreparedDataset
-    from ccrs.data.rec_examples import KnowledgeGraph
-    from ccrs.models.factory import load_recommender
+@dataclasses.dataclass
+class MetaTestSetup:
+    """A recommender checkpoint ready for meta-test on one fold: its MAML wrapper (inner rates and
+    parameter split of the checkpoint's config), the fold's user tasks, and how it meta-tests."""
 
-    ds = PreparedDataset.open(prepared)
-    kg = KnowledgeGraph.from_dataset(ds)
-    model, cfg, user_index = load_recommender(ckpt, kg)
-    tasks = RecTaskSet.from_dataset(ds, fold, kg, user_index, cfg.recommender.max_context_entities)
-    info = getattr(model, "meta_info", {})
-    report = diagnose(model, cfg, tasks, role, bool(info.get("eval_cold_start")), info.get("inner_lrs") or None,
-                      factors, max_attention_users)
-    return {"checkpoint": ckpt, "prepared": prepared, "fold": fold, **report}
+    maml: MAML
+    cfg: Any
+    tasks: RecTaskSet
+    dataset: Any
+    eval_cold_start: bool
+    inner_lrs: dict[str, float] | None
 
 
-
-def unadapted_predictions(ckpt: str, prepared: str, fold: int, role: str = "test") -> RecPredictions:
-    """Meta-test predictions of a checkpoint with β = 0: the same users, rows and samples as its
-    meta-test, ranked by the global parameters (the "no adaptation" row of Table 1)."""
+def load_for_meta_test(ckpt: str, prepared: str, fold: int) -> MetaTestSetup:
+    """Load ``ckpt`` (plain or meta ``best.pt``) with the prepared data's ``fold`` for meta-test."""
     from ccrs.data.dataset import PreparedDataset
     from ccrs.data.rec_examples import KnowledgeGraph
     from ccrs.meta.rec_tasks import rec_loss
@@ -361,8 +356,26 @@ def unadapted_predictions(ckpt: str, prepared: str, fold: int, role: str = "test
     model, cfg, user_index = load_recommender(ckpt, kg)
     tasks = RecTaskSet.from_dataset(ds, fold, kg, user_index, cfg.recommender.max_context_entities)
     info = getattr(model, "meta_info", {})
-    maml = MAML.from_config(model, rec_loss, cfg.rec_meta, info.get("inner_lrs") or None)
-    return predict_at(maml, tasks, role, 0.0, bool(info.get("eval_cold_start")))
+    inner_lrs = info.get("inner_lrs") or None
+    return MetaTestSetup(MAML.from_config(model, rec_loss, cfg.rec_meta, inner_lrs), cfg, tasks, ds,
+                         bool(info.get("eval_cold_start")), inner_lrs)
+
+
+def diagnose_checkpoint(ckpt: str, prepared: str, fold: int, role: str = "valid", factors=BETA_FACTORS,
+                        max_attention_users: int | None = None) -> dict[str, Any]:
+    """:func:`diagnose` for a ``best.pt`` (plain or meta) on the prepared data's ``fold``."""
+    loaded = load_for_meta_test(ckpt, prepared, fold)
+    report = diagnose(loaded.maml.model, loaded.cfg, loaded.tasks, role, loaded.eval_cold_start,
+                      loaded.inner_lrs, factors, max_attention_users)
+    return {"checkpoint": ckpt, "prepared": prepared, "fold": fold, **report}
+
+
+
+def unadapted_predictions(ckpt: str, prepared: str, fold: int, role: str = "test") -> RecPredictions:
+    """Meta-test predictions of a checkpoint with β = 0: the same users, rows and samples as its
+    meta-test, ranked by the global parameters (the "no adaptation" row of Table 1)."""
+    loaded = load_for_meta_test(ckpt, prepared, fold)
+    return predict_at(loaded.maml, loaded.tasks, role, 0.0, loaded.eval_cold_start)
 
 
 # -- files ------------------------------------------------------------------------------------------------------

@@ -209,20 +209,12 @@ def plot_style_by_genre(data: dict, path: Path) -> None:
 def make_figures(rec_ckpt: str, prepared: str, fold: int, out: str | Path, responses: str | None = None,
                  n_movies: int = 4, n_users: int = 8, relations: tuple[str, ...] = FIG3_RELATIONS) -> dict[str, str]:
     """Every figure above into ``out`` (PNG + JSON); returns name → PNG path."""
-    from ccrs.data.dataset import PreparedDataset
-    from ccrs.data.rec_examples import KnowledgeGraph
-    from ccrs.meta.maml import MAML
-    from ccrs.meta.rec_tasks import RecTaskSet, rec_loss
-    from ccrs.models.factory import load_recommender
+    from ccrs.eval.personalization import load_for_meta_test
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = PreparedDataset.open(prepared)
-    kg = KnowledgeGraph.from_dataset(ds)
-    model, cfg, user_index = load_recommender(rec_ckpt, kg)
-    tasks = RecTaskSet.from_dataset(ds, fold, kg, user_index, cfg.recommender.max_context_entities)
-    info = getattr(model, "meta_info", {})
-    maml = MAML.from_config(model, rec_loss, cfg.rec_meta, info.get("inner_lrs") or None)
+    loaded = load_for_meta_test(rec_ckpt, prepared, fold)
+    maml, cfg, tasks, ds, model = loaded.maml, loaded.cfg, loaded.tasks, loaded.dataset, loaded.maml.model
     made: dict[str, str] = {}
 
     def save(name: str, data: dict, plot) -> None:
@@ -235,7 +227,7 @@ def make_figures(rec_ckpt: str, prepared: str, fold: int, out: str | Path, respo
         rel = ds.table("relations").to_pydict()
         users = sorted(tasks.of_role("test"), key=lambda u: (-u.support.numel(), u.user_id))[:n_users]
         data = relation_attention(maml, tasks, pick_movies(ds, n_movies, relations), list(rel["name"]), users,
-                                  bool(info.get("eval_cold_start")))
+                                  loaded.eval_cold_start)
         save("relation_attention", {**data, "shown": list(relations)},
              lambda d, path: plot_relation_attention(d, path, tuple(relations)))
     if getattr(model, "turn_encoder", None) is not None:
