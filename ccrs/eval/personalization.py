@@ -134,8 +134,9 @@ def beta_sweep(maml: MAML, tasks: RecTaskSet, role: str, factors: Sequence[float
 
 
 # -- attention and γ ------------------------------------------------------------------------------------
-class _EncoderProbe(nn.Module):
-    """Runs the user-guided layers on a batch's neighbourhoods and returns what each layer attended."""
+class EncoderProbe(nn.Module):
+    """Runs the user-guided layers on a batch's neighbourhoods and returns what each layer attended,
+    the per-user γ of each layer, and the neighbourhood it ran on."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -154,10 +155,11 @@ class _EncoderProbe(nn.Module):
             layers.append({"alpha": alpha, "gamma": gamma_u[nb.edge_sample, nb.edge_type], "target": nb.edge_index[1],
                            "n_nodes": torch.tensor(x.size(0))})
             gammas.append(gamma_u)
-        return layers, gammas
+        return layers, gammas, nb
 
 
-def _user_params(maml: MAML, tasks: RecTaskSet, user, cold_start: bool, adapt: bool) -> dict[str, Tensor]:
+def user_params(maml: MAML, tasks: RecTaskSet, user, cold_start: bool, adapt: bool) -> dict[str, Tensor]:
+    """``user``'s parameters for :class:`EncoderProbe`: adapted on their support samples, or global."""
     if adapt and user.support.numel():
         params = maml.adapt(tasks.batch(user.support, cold_start), create_graph=False)
     else:
@@ -175,7 +177,7 @@ def attention_health(maml: MAML, tasks: RecTaskSet, role: str, cold_start: bool 
         return None
     was_training = model.training
     model.eval()
-    probe = _EncoderProbe(model)
+    probe = EncoderProbe(model)
     users = tasks.of_role(role)[:max_users]
     acc: list[dict[str, list]] = []
     user_gammas: list[list[Tensor]] = []  # per user: per layer (R, k)
@@ -184,9 +186,9 @@ def attention_health(maml: MAML, tasks: RecTaskSet, role: str, cold_start: bool 
         cold = model.user_embedding.weight[COLD_START_USER : COLD_START_USER + 1]
         cold_gammas = [conv.user_gamma(cold)[0] for conv in model.encoder]
     for user in users:
-        params = _user_params(maml, tasks, user, cold_start, adapt)
+        params = user_params(maml, tasks, user, cold_start, adapt)
         with torch.no_grad():
-            layers, gammas = functional_call(probe, params, (tasks.batch(user.query, cold_start),))
+            layers, gammas, _ = functional_call(probe, params, (tasks.batch(user.query, cold_start),))
         user_gammas.append([g[0] for g in gammas])  # the user's samples share one row
         for i, layer in enumerate(layers):
             if len(acc) <= i:

@@ -62,16 +62,16 @@ def pick_movies(ds, n: int = 4, relations=FIG3_RELATIONS) -> list[dict]:
 def relation_attention(maml, tasks, movies: list[dict], relation_names: list[str], users: list, cold_start: bool,
                        adapt: bool = True) -> dict:
     """Attention mass per relation of each movie node, per user: ``mass[u][m][r]`` (first layer)."""
-    from ccrs.eval.personalization import _EncoderProbe, _user_params
+    from ccrs.eval.personalization import EncoderProbe, user_params
 
     model = maml.model
     was = model.training
     model.eval()
-    probe = _EncoderProbe(model)
+    probe = EncoderProbe(model)
     n_rel = len(relation_names)
     mass = []
     for user in users:
-        params = _user_params(maml, tasks, user, cold_start, adapt)
+        params = user_params(maml, tasks, user, cold_start, adapt)
         one = tasks.batch(user.query[:1], cold_start)  # the user's row
         m = len(movies)
         batch = dataclasses.replace(
@@ -79,9 +79,8 @@ def relation_attention(maml, tasks, movies: list[dict], relation_names: list[str
             context=torch.tensor([[mv["entity_id"]] for mv in movies]), context_turns=torch.zeros(m, 1, dtype=torch.long),
             context_mask=torch.ones(m, 1, dtype=torch.bool), current_turn=torch.zeros(m, dtype=torch.long),
             label_in_context=torch.zeros(m, dtype=torch.bool))
-        nb = model.neighbourhoods(batch)
         with torch.no_grad():
-            layers, _ = functional_call(probe, params, (batch,))
+            layers, _, nb = functional_call(probe, params, (batch,))
         alpha = layers[0]["alpha"].float().mean(1)  # (E,) mean over heads
         target = nb.edge_index[1]
         per_movie = []
