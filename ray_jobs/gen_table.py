@@ -1,34 +1,82 @@
-"""Table 2 on the user split: transformer, kbrd_gen (plain) and only_meta, ccrs (meta-trained on Ray Train).
+"""Table 2 on the user split, folds pooled, every row given the same training budget.
 
-    python -m ray_jobs.gen_table --prepared runs/demo/prepared \\
-        --rec-ckpt runs/rec_meta/ccrs-fold0/eval/best.pt --fold 0 \\
-        --runs runs/gen --num-workers 2 --save results/generation
+    python -m ray_jobs.gen_table --prepared runs/real/prepared \\
+        --rec-ckpt 'runs/real/rec_plain/user/ccrs/fold{fold}/best.pt' --folds 0-2 \\
+        --warm-epochs 2 --meta-epochs 1 --runs runs/real/gen --num-workers 2 --save results/generation
 
-Every generator is conditioned on the same frozen recommender (``--rec-ckpt``, fold ``--fold``).
-Steps, each skipped when its result exists (rerunning resumes):
+Every generator of a fold is conditioned on the same frozen recommender (``--rec-ckpt``; ``{fold}``
+is replaced by the fold). The budget is W = ``--warm-epochs`` plain epochs plus M = ``--meta-epochs``
+epochs, for every row:
 
-1. ``kbrd_gen`` and ``transformer`` trained plainly (``ccrs train gen``) under ``<runs>/fold<f>/<model>``;
-2. ``only_meta`` and ``ccrs`` meta-trained with ``ray_jobs.train_generator`` (runs
-   ``<runs>/fold<f>/meta/<model>``), both warm-started from the plain ``kbrd_gen`` checkpoint (the
-   shared seq2seq and, for only_meta, the user bias are copied; ccrs's style bias starts fresh), as
-   the recommender's meta rows start from plain checkpoints;
-3. the table (test samples, paired tests of ``ccrs`` against every row, genre examples) →
-   ``<save>.json``/``.md`` and the responses → ``<save>_responses/``.
+1. ``kbrd_gen_warm``: kbrd_gen trained plainly for W epochs (``ccrs train gen``): the warm start;
+2. ``kbrd_gen``: that run *continued* plainly to W + M epochs, and ``transformer`` trained plainly
+   for W + M epochs;
+3. ``only_meta`` and ``ccrs``: warm-started from ``kbrd_gen_warm`` (the shared seq2seq and, for
+   only_meta, the user bias are copied; ccrs's style bias starts fresh), then meta-trained for M
+   epochs on Ray Train (``ray_jobs.train_generator``);
+4. the table pooled over folds, tests of ``ccrs`` against every row per sample and per user, the
+   budgets (epochs and optimizer updates of each row), the style statistic → ``<save>.json``/``.md``
+   and the responses → ``<save>_responses/``. ``kbrd_gen_warm`` is reported as the reference with W
+   epochs only (not an equal-budget row).
 
-Extra ``KEY=VALUE`` overrides apply to every run (e.g. ``gen_train.max_epochs=4``).
+Every run is skipped when its result exists (rerunning resumes). Early stopping is off
+(``gen_train.patience`` = W + M) so a row cannot stop short of the budget; each row still keeps its
+best epoch on valid. Extra ``KEY=VALUE`` overrides apply to every run (e.g. ``generator.word_dim=128``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
+from ccrs import storage
 from ccrs.config import load_config
 from ccrs.experiments.gen_table import build_report, format_markdown, write_report
 
-PLAIN, META = ("kbrd_gen", "transformer"), ("only_meta", "ccrs")
+PLAIN, META = ("transformer", "kbrd_gen"), ("only_meta", "ccrs")
+ORDER = ("transformer", "kbrd_gen_warm", "kbrd_gen", "only_meta", "ccrs")
+OWN_KEYS = ("gen_train.max_epochs", "gen_train.patience", "dial_meta.epochs", "generator.variant")
+
+
+def parse_folds(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _result(run: str) -> dict:
+    return json.loads(storage.read_bytes(storage.resolve(run).child("result.json")))["result"]
+
+
+def budgets(results: dict[str, list[dict]], warm: list[dict]) -> dict[str, dict]:
+    """Per row, mean over folds: plain/meta epochs run and optimizer updates (``results[row]`` per fold)."""
+    def plain(r: dict) -> tuple[int, int]:
+        return len(r["history"]), sum(h.get("updates", 0) for h in r["history"])
+
+    out = {}
+    for row, per_fold in results.items():
+        pe, pu, me, mu = [], [], [], []
+        for i, r in enumerate(per_fold):
+            if row in META:
+                w_epochs, w_updates = plain(warm[i])
+                pe.append(w_epochs), pu.append(w_updates)
+                me.append(len(r["history"])), mu.append(sum(h.get("meta_steps", 0) for h in r["history"]))
+            else:
+                e, u = plain(r)
+                pe.append(e), pu.append(u), me.append(0), mu.append(0)
+        n = len(per_fold)
+        out[row] = {"plain_epochs": sum(pe) / n, "plain_updates": sum(pu) / n, "meta_epochs": sum(me) / n,
+                    "meta_updates": sum(mu) / n,
+                    "note": ("warm start of the meta rows: W epochs only (reference, not an equal budget)"
+                             if row == "kbrd_gen_warm" else
+                             "continues kbrd_gen_warm" if row == "kbrd_gen" else
+                             "warm start + meta-training" if row in META else "")}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prepared", required=True)
-    p.add_argument("--rec-ckpt", required=True)
-    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--rec-ckpt", required=True, help="frozen recommender checkpoint; '{fold}' is replaced by the fold")
+    p.add_argument("--folds", default="0", help="user-split test folds, e.g. 0-2 or 0,3")
+    p.add_argument("--warm-epochs", type=int, default=2, help="W: plain epochs of the warm start")
+    p.add_argument("--meta-epochs", type=int, default=1, help="M: meta-epochs; plain rows get W + M epochs")
     p.add_argument("--runs", required=True, help="root directory of the generator runs")
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--save", help="write <SAVE>.json, <SAVE>.md and <SAVE>_responses/")
@@ -49,26 +99,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = p.parse_intermixed_args(argv)
-    root = Path(args.runs) / f"fold{args.fold}"
-    rows: dict[str, str] = {}
-    for model in PLAIN:
-        cfg = load_config(None, [*args.overrides, f"generator.variant={model}"])
-        out = root / model
-        train_generator(cfg, args.prepared, absolute_uri(args.rec_ckpt), args.fold, str(out), progress=not args.quiet)
-        rows[model] = str(out)
-    if not ray.is_initialized():  # a cluster of its own unless RAY_ADDRESS names one (ray job submit sets it)
-        ray.init(address=os.environ.get("RAY_ADDRESS", "local"), log_to_driver=not args.quiet)
-    for model in META:
-        run = root / "meta" / model / "eval"
-        if not (run / "result.json").exists():
-            driver.main(["--data", args.prepared, "--rec-ckpt", args.rec_ckpt, "--fold", str(args.fold),
-                         "--storage-path", str(root / "meta"), "--run-name", model, "--num-workers",
-                         str(args.num_workers), "--model", model, "--init", str(root / "kbrd_gen" / "best.pt"),
-                         *(["-q"] if args.quiet else []), *args.overrides])
-        rows[model] = str(run)
-    order = ["transformer", "kbrd_gen", "only_meta", "ccrs"]
-    report = build_report({m: rows[m] for m in order}, "ccrs", args.resamples)
-    report["title"] = f"Generation on the user split (fold {args.fold}), same frozen recommender for every row"
+    clash = [o for o in args.overrides if o.split("=", 1)[0] in OWN_KEYS]
+    if clash:
+        p.error(f"{', '.join(clash)}: set by this job (use --warm-epochs / --meta-epochs)")
+    if args.warm_epochs < 1 or args.meta_epochs < 1:
+        p.error("--warm-epochs and --meta-epochs must be >= 1")
+    w, m = args.warm_epochs, args.meta_epochs
+    common = [*args.overrides, f"gen_train.patience={w + m}", f"dial_meta.epochs={m}"]
+    folds: dict[int, dict[str, str]] = {}
+    results: dict[str, list[dict]] = {row: [] for row in ORDER}
+    for fold in parse_folds(args.folds):
+        rec = absolute_uri(args.rec_ckpt.format(fold=fold))
+        root = Path(args.runs) / f"fold{fold}"
+        rows: dict[str, str] = {}
+
+        def plain(variant: str, epochs: int, out: Path, continue_from: str | None = None) -> None:
+            cfg = load_config(None, [*common, f"generator.variant={variant}", f"gen_train.max_epochs={epochs}"])
+            train_generator(cfg, args.prepared, rec, fold, str(out), progress=not args.quiet,
+                            continue_from=continue_from)
+            rows[out.name] = str(out)
+
+        plain("kbrd_gen", w, root / "kbrd_gen_warm")
+        plain("kbrd_gen", w + m, root / "kbrd_gen", continue_from=str(root / "kbrd_gen_warm"))
+        plain("transformer", w + m, root / "transformer")
+        if not ray.is_initialized():  # a cluster of its own unless RAY_ADDRESS names one (ray job submit sets it)
+            ray.init(address=os.environ.get("RAY_ADDRESS", "local"), log_to_driver=not args.quiet)
+        for model in META:
+            run = root / "meta" / model / "eval"
+            if not (run / "result.json").exists():
+                driver.main(["--data", args.prepared, "--rec-ckpt", rec, "--fold", str(fold),
+                             "--storage-path", str(root / "meta"), "--run-name", model, "--num-workers",
+                             str(args.num_workers), "--model", model, "--init", str(root / "kbrd_gen_warm" / "best.pt"),
+                             *(["-q"] if args.quiet else []), *common, f"gen_train.max_epochs={w}"])
+            rows[model] = str(run)
+        folds[fold] = {row: rows[row] for row in ORDER}
+        for row in ORDER:
+            results[row].append(_result(rows[row]))
+    report = build_report(folds, "ccrs", args.resamples,
+                          budgets=budgets(results, results["kbrd_gen_warm"]))
+    report["title"] = (f"Generation on the user split (folds {args.folds} pooled), equal budgets "
+                       f"({w} + {m} epochs), same frozen recommender for every row of a fold")
     report["command"] = "python -m ray_jobs.gen_table " + " ".join(sys.argv[1:] if argv is None else argv)
     report["rec_checkpoint"] = args.rec_ckpt
     print(format_markdown(report))

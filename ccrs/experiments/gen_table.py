@@ -1,26 +1,32 @@
 """Table 2: generation metrics of the generator variants on the same test samples, plus examples.
 
-    report = build_report({"transformer": dir1, "kbrd_gen": dir2, "only_meta": dir3, "ccrs": dir4}, compare="ccrs")
+    report = build_report({0: {"transformer": dir1, "kbrd_gen": dir2, "only_meta": dir3, "ccrs": dir4},
+                           1: {...}, 2: {...}}, compare="ccrs", budgets={"ccrs": {...}, ...})
     write_report(report, "results/generation")   # .json + .md + generation_responses/<row>.jsonl.gz
 
-Each row is an ``eval`` directory holding ``test_gen_metrics.json`` and ``test_responses.jsonl``
-(``ccrs train gen`` or ``ray_jobs.train_generator``). Rows must cover exactly the same test samples
-(checked). Paired sign-flip tests on per-sample F1 and BLEU-2 compare ``compare`` against every
-other row. Examples: test samples whose last two context turns talk about a genre (keywords), with
-each row's response and the ``ccrs`` style mixture.
+Each row of each fold is an ``eval`` directory holding ``test_gen_metrics.json`` and
+``test_responses.jsonl`` (``ccrs train gen`` or ``ray_jobs.train_generator``). Within a fold the rows
+must cover exactly the same test samples (checked); folds are pooled (their test users are
+disjoint): BLEU/F1/Dist recomputed from the pooled responses, perplexity pooled by tokens. Tests of
+``compare`` against every other row, each per sample and per user (whole users resampled): sign
+flips on F1 and BLEU-2, unit swaps on Dist-2/3/4 (:func:`ccrs.eval.significance.distinct_paired_test`).
+Examples: test samples whose seeker turn talks about a genre (keywords), with each row's response
+and the ``ccrs`` style mixture. A flat ``{row: dir}`` mapping is one fold (fold 0).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from ccrs import storage
 from ccrs.data.tokenizer import tokenize
-from ccrs.eval.gen_metrics import f1, sentence_bleu
-from ccrs.eval.significance import paired_test
+from ccrs.eval.gen_metrics import f1, generation_metrics, sentence_bleu
+from ccrs.eval.significance import distinct_paired_test, paired_tests
 from ccrs.eval.style_stats import style_report
 
 GENRES = {"horror": ("horror", "scary"), "romance": ("romance", "romantic", "romcom", "rom-com"),
@@ -37,11 +43,12 @@ def _metrics(run: str) -> dict:
     return json.loads(storage.read_bytes(storage.resolve(run).child("test_gen_metrics.json")))
 
 
-def per_sample(records: list[dict]) -> dict[int, dict[str, float]]:
+def per_sample(records: list[dict]) -> dict[tuple[int, int], dict[str, float]]:
+    """``{(sample_id, fold): {"f1", "bleu2"}}`` of one row's responses."""
     out = {}
     for r in records:
         ref, hyp = tokenize(r["reference"]), r["generated"].split()
-        out[r["sample_id"]] = {"f1": f1(ref, hyp), "bleu2": sentence_bleu(ref, hyp, 2)}
+        out[r["sample_id"], r.get("fold", 0)] = {"f1": f1(ref, hyp), "bleu2": sentence_bleu(ref, hyp, 2)}
     return out
 
 
@@ -53,7 +60,7 @@ def context_genre(record: dict) -> str | None:
 
 
 def genre_examples(records_by_row: dict[str, list[dict]], style_row: str, per_genre: int = 2) -> dict[str, list[dict]]:
-    rows = {name: {r["sample_id"]: r for r in recs} for name, recs in records_by_row.items()}
+    rows = {name: {(r.get("fold", 0), r["sample_id"]): r for r in recs} for name, recs in records_by_row.items()}
     base = rows[style_row]
     out: dict[str, list[dict]] = {}
     for genre, words in GENRES.items():
@@ -62,7 +69,7 @@ def genre_examples(records_by_row: dict[str, list[dict]], style_row: str, per_ge
         for sid in sorted(base):
             r = base[sid]
             if pattern.search(r.get("context_last", "")) and r["slot_items"]:
-                picked.append({"sample_id": sid, "user_id": r["user_id"], "context_last": r["context_last"],
+                picked.append({"fold": sid[0], "sample_id": sid[1], "user_id": r["user_id"], "context_last": r["context_last"],
                                "reference": r["reference"], "style_mixture": r["style_mixture"],
                                "responses": {name: rs[sid]["response"] for name, rs in rows.items() if sid in rs}})
             if len(picked) == per_genre:
@@ -71,27 +78,69 @@ def genre_examples(records_by_row: dict[str, list[dict]], style_row: str, per_ge
     return out
 
 
-def build_report(runs: dict[str, str], compare: str = "ccrs", n_resamples: int = 10_000) -> dict:
-    records = {name: _records(run) for name, run in runs.items()}
-    ids = {name: sorted(r["sample_id"] for r in recs) for name, recs in records.items()}
-    first = next(iter(ids.values()))
-    for name, s in ids.items():
-        if s != first:
-            raise ValueError(f"row {name} has {len(s)} test samples, not the same {len(first)} as the others")
-    table = {name: {k: _metrics(run)["metrics"].get(k) for k in (*COLUMNS, "dist2_ratio", "mean_length", "responses")}
-             for name, run in runs.items()}
+def _pooled_ppl(metrics_by_fold: list[dict]) -> float | None:
+    """exp of the token-weighted mean log perplexity (= the perplexity of all folds' tokens together)."""
+    pairs = [(m.get("ppl"), m.get("tokens")) for m in metrics_by_fold]
+    if any(p is None for p, _ in pairs):
+        return None
+    if any(not t for _, t in pairs):  # token counts unknown: the plain mean
+        return sum(p for p, _ in pairs) / len(pairs)
+    return math.exp(sum(t * math.log(p) for p, t in pairs) / sum(t for _, t in pairs))
+
+
+def build_report(folds: Mapping, compare: str = "ccrs", n_resamples: int = 10_000,
+                 budgets: Mapping[str, dict] | None = None) -> dict:
+    if folds and all(isinstance(v, str) for v in folds.values()):
+        folds = {0: folds}
+    records: dict[str, list[dict]] = {}
+    fold_metrics: dict[str, dict[int, dict]] = {}
+    order: list[tuple[int, int]] = []
+    for fold, runs in sorted(folds.items()):
+        recs = {name: [{**r, "fold": fold} for r in _records(run)] for name, run in runs.items()}
+        ids = {name: sorted(r["sample_id"] for r in rs) for name, rs in recs.items()}
+        first = next(iter(ids.values()))
+        for name, s_ in ids.items():
+            if s_ != first:
+                raise ValueError(f"fold {fold}: row {name} has {len(s_)} test samples, not the same {len(first)} "
+                                 "as the others")
+        order += [(fold, i) for i in first]
+        for name, rs in recs.items():
+            records.setdefault(name, []).extend(rs)
+            fold_metrics.setdefault(name, {})[fold] = _metrics(runs[name])["metrics"]
+    by_key = {name: {(r["fold"], r["sample_id"]): r for r in rs} for name, rs in records.items()}
+    table = {}
+    for name in records:
+        rs = [by_key[name][k] for k in order]
+        m = generation_metrics([tokenize(r["reference"]) for r in rs], [r["generated"].split() for r in rs])
+        m["ppl"] = _pooled_ppl(list(fold_metrics[name].values()))
+        table[name] = {k: m.get(k) for k in (*COLUMNS, "dist2_ratio", "mean_length", "responses")}
+    per_fold = {name: {str(f): {k: fm.get(k) for k in ("f1", "bleu2", "dist2", "ppl", "responses")}
+                       for f, fm in sorted(fms.items())} for name, fms in fold_metrics.items()}
     tests = {}
     if compare in records:
-        a = per_sample(records[compare])
+        users = [f"{f}:{by_key[compare][(f, i)]['user_id']}" for f, i in order]
+        samples = [f"{f}:{i}" for f, i in order]
+        a = per_sample([by_key[compare][k] for k in order])
+        hyp_a = [by_key[compare][k]["generated"].split() for k in order]
         for other in records:
             if other == compare:
                 continue
-            b = per_sample(records[other])
-            tests[f"{compare} vs {other}"] = {
-                m: paired_test([a[i][m] for i in first], [b[i][m] for i in first], n_resamples) for m in ("f1", "bleu2")}
+            b = per_sample([by_key[other][k] for k in order])
+            hyp_b = [by_key[other][k]["generated"].split() for k in order]
+            res = {m: paired_tests([a[k[1], k[0]][m] for k in order], [b[k[1], k[0]][m] for k in order], users,
+                                   n_resamples) for m in ("f1", "bleu2")}
+            for n in (2, 3, 4):
+                per_s = distinct_paired_test(hyp_a, hyp_b, samples, n, min(n_resamples, 2000))
+                per_u = distinct_paired_test(hyp_a, hyp_b, users, n, min(n_resamples, 2000))
+                res[f"dist{n}"] = {"diff": per_s["diff"], "p_permutation": per_s["p_permutation"],
+                                   "users": per_u["units"], "p_user_permutation": per_u["p_permutation"]}
+            tests[f"{compare} vs {other}"] = res
     styles = {name: style_report(recs, context_genre, n_resamples=min(n_resamples, 2000))
               for name, recs in records.items() if any(r.get("style_mixture") is not None for r in recs)}
-    return {"table": table, "tests": tests, "runs": runs, "n_samples": len(first), "styles": styles,
+    return {"table": table, "per_fold": per_fold, "tests": tests, "folds": sorted(folds),
+            "runs": {str(f): dict(r) for f, r in sorted(folds.items())}, "n_samples": len(order),
+            "n_users": len({(r["fold"], r["user_id"]) for r in next(iter(records.values()))}),
+            "budgets": dict(budgets or {}), "styles": styles,
             "examples": genre_examples(records, compare if compare in records else next(iter(records))),
             "_records": records}
 
@@ -100,17 +149,44 @@ def format_markdown(report: dict) -> str:
     lines = [f"# {report.get('title', 'Generation')}", ""]
     if report.get("command"):
         lines += ["Regenerate with:", "", f"    {report['command']}", ""]
-    lines += [f"Test samples (recommender turns of the test users' query conversations): {report['n_samples']}. "
-              "**BLEU-k = sentence BLEU with one-hot weights** (CRSLab), averaged over responses; corpus BLEU-4 "
-              "from sacrebleu for comparison. Dist-k = distinct word k-grams ÷ responses.", ""]
+    folds = report.get("folds", [0])
+    lines += [f"Test samples (recommender turns of the test users' query conversations): {report['n_samples']} "
+              f"of {report.get('n_users', '?')} users, folds {', '.join(map(str, folds))} of the user split pooled "
+              "(BLEU/F1/Dist recomputed on the pooled responses; perplexity pooled by tokens). **BLEU-k = sentence "
+              "BLEU with one-hot weights** (CRSLab), averaged over responses; corpus BLEU-4 from sacrebleu for "
+              "comparison. Dist-k = distinct word k-grams ÷ responses.", ""]
     lines += ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
     for name, m in report["table"].items():
         lines.append(f"| {name} | " + " | ".join("" if m[c] is None else f"{m[c]:.4f}" for c in COLUMNS) + " |")
+    if report.get("budgets"):
+        lines += ["", "## Training budgets (per fold, mean over folds)", "",
+                  "Epochs = passes over the training users' conversations; plain updates = Adam steps on batches "
+                  "of samples; meta updates = outer Adam steps, each on a meta-batch of users (their support and "
+                  "query sets, an inner step per user first). Every epoch's valid score is recorded and the best "
+                  "state is kept, in every row.", "",
+                  "| model | plain epochs | meta epochs | total epochs | plain updates | meta updates | note |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        for name, b in report["budgets"].items():
+            lines.append(f"| {name} | {b['plain_epochs']:g} | {b['meta_epochs']:g} | "
+                         f"{b['plain_epochs'] + b['meta_epochs']:g} | {b['plain_updates']:.0f} | "
+                         f"{b['meta_updates']:.0f} | {b.get('note', '')} |")
     if report["tests"]:
-        lines += ["", "Paired sign-flip tests over samples (mean difference, p):", ""]
+        lines += ["", "## Paired tests", "",
+                  "Mean difference (first − second), p per sample and **p per user** (whole users resampled: "
+                  "sign flips of each user's summed difference for F1/BLEU-2; all of a user's responses swapped "
+                  "between the two systems for Dist). Headline claims use the per-user p.", "",
+                  "| pair | metric | diff | p (samples) | p (users) |", "|---|---|---:|---:|---:|"]
         for pair, res in report["tests"].items():
-            cells = [f"{m} {r['diff']:+.4f} (p={r['p_permutation']:.3g})" for m, r in res.items()]
-            lines.append(f"- {pair}: " + "; ".join(cells))
+            for m, r in res.items():
+                pu = r.get("p_user_permutation")
+                lines.append(f"| {pair} | {m} | {r['diff']:+.4f} | {r['p_permutation']:.3g} | "
+                             f"{'' if pu is None else f'{pu:.3g}'} |")
+    if report.get("per_fold") and len(folds) > 1:
+        lines += ["", "## Per fold (F1 / BLEU-2 / Dist-2)", "", "| model | " + " | ".join(f"fold {f}" for f in folds)
+                  + " |", "|---|" + "---:|" * len(folds)]
+        for name, pf in report["per_fold"].items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"{pf[str(f)]['f1']:.4f} / {pf[str(f)]['bleu2']:.4f} / {pf[str(f)]['dist2']:.4f}" for f in folds) + " |")
     if report.get("styles"):
         lines += ["", "## Are the styles personal? (style mixtures μ of the generated responses)", "",
                   "R² = share of the variance of μ between groups; p: group labels permuted (genre: within users, "
@@ -128,7 +204,7 @@ def format_markdown(report: dict) -> str:
         for ex in exs:
             mix = ex["style_mixture"]
             # the seeker's turn and the reference are ReDial's words: named by sample, never copied here
-            lines += ["", f"- user {ex['user_id']}, sample {ex['sample_id']} (the seeker names {genre}); style mixture "
+            lines += ["", f"- fold {ex.get('fold', 0)}, user {ex['user_id']}, sample {ex['sample_id']} (the seeker names {genre}); style mixture "
                       f"μ = {'–' if mix is None else '[' + ', '.join(f'{v:.2f}' for v in mix) + ']'}"]
             lines += [f"  - {name}: {text}" for name, text in ex["responses"].items()]
     return "\n".join(lines) + "\n"

@@ -8,6 +8,11 @@ the lowest-perplexity epoch is ``best.pt`` and is restored before the final eval
 test: perplexity + generated responses + BLEU/F1/Dist). ``last.pt`` every epoch (a killed run
 resumes), ``run.json`` first (another config in the same directory is refused), ``result.json``
 last (a finished run is not redone).
+
+``continue_from`` (a finished or killed run directory of the same data, vocabulary and sizes)
+continues that run: its ``last.pt``/``best.pt`` seed this one, which then trains on up to
+``gen_train.max_epochs`` *in total*, as if the first run had been given the larger budget (the
+equal-budget rows of Table 2 continue the meta rows' warm start this way).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from ccrs.models.generator import build_generator, generator_payload
 from ccrs.seeding import seed_everything
 from ccrs.train.gen_data import GenData, load_gen_data
 from ccrs.train.rec_trainer import _check_same_run
-from ccrs.train.resume import resume_or_start, save_progress
+from ccrs.train.resume import LAST, resume_or_start, save_progress
 
 RESULT = "result.json"
 
@@ -57,13 +62,20 @@ def _summary(m: dict) -> str:
 
 
 def train_generator(cfg: CCRSConfig, prepared: str | PreparedDataset, rec_ckpt: str, fold: int = 0,
-                    out: str | None = None, progress: bool = True, device: str = "cpu") -> dict[str, Any]:
+                    out: str | None = None, progress: bool = True, device: str = "cpu",
+                    continue_from: str | None = None) -> dict[str, Any]:
     out_loc = storage.resolve(out) if out else None
     run_key = {"config": cfg.to_dict(), "fold": fold, "rec_checkpoint": rec_ckpt}
+    if continue_from:
+        run_key["continue_from"] = continue_from
+        if out_loc is None:
+            raise ValueError("continue_from needs an output directory (out) to continue in")
     if out_loc is not None:
         _check_same_run(out_loc, run_key)
         if storage.exists(out_loc.child(RESULT)):
             return json.loads(storage.read_bytes(out_loc.child(RESULT)))["result"]
+        if continue_from and not storage.exists(out_loc.child(LAST)):
+            _seed_from(storage.resolve(continue_from), out_loc)
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
     data = load_gen_data(prepared, fold, cfg, rec_ckpt, progress=progress, device=device)
@@ -80,6 +92,15 @@ def train_generator(cfg: CCRSConfig, prepared: str | PreparedDataset, rec_ckpt: 
     if out_loc is not None:
         storage.write_bytes(out_loc.child(RESULT), json.dumps({**run_key, "result": result}, indent=2).encode())
     return result
+
+
+def _seed_from(src: storage.Location, out_loc: storage.Location) -> None:
+    """Copy a run's progress (``best.pt`` first, ``last.pt`` last: a crash in between restarts the copy)."""
+    for name in ("best.pt", LAST):
+        if not storage.exists(src.child(name)):
+            raise FileNotFoundError(f"continue_from: {src.child(name).uri} does not exist (train that run first)")
+    for name in ("best.pt", LAST):
+        storage.write_bytes(out_loc.child(name), storage.read_bytes(src.child(name)))
 
 
 def _fit(model, data: GenData, cfg: CCRSConfig, user_dim: int, out_loc, progress: bool, device: str):
@@ -113,7 +134,8 @@ def _fit(model, data: GenData, cfg: CCRSConfig, user_dim: int, out_loc, progress
             bar.set_postfix(ppl=f"{perplexity(total, tokens):.2f}")
         bar.close()
         valid_ppl = perplexity(*token_nll(model, valid, tc.eval_batch_size))
-        history.append({"epoch": epoch, "train_ppl": perplexity(total, tokens), "valid_ppl": valid_ppl})
+        history.append({"epoch": epoch, "train_ppl": perplexity(total, tokens), "valid_ppl": valid_ppl,
+                        "updates": n_batches, "samples": len(train)})
         improved = valid_ppl < best
         if improved:
             best, best_epoch = valid_ppl, epoch

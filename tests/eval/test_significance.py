@@ -63,3 +63,21 @@ def test_user_level_test_finds_a_consistent_per_user_gain():
     # whole users resampled: one user alone cannot be tested against a null of 2 signs
     one = paired_tests(a[:10], b[:10], users[:10], n_resamples=500)
     assert one["p_user_permutation"] > 0.4
+
+
+def test_distinct_paired_test_detects_a_more_diverse_system_and_not_a_relabelled_one():
+    from ccrs.eval.significance import distinct_paired_test
+
+    rng = np.random.default_rng(0)
+    diverse = [[f"w{rng.integers(500)}" for _ in range(6)] for _ in range(200)]
+    dull = [["i", "like", "that", "one", "a", "lot"] for _ in range(200)]
+    users = [i // 5 for i in range(200)]
+    res = distinct_paired_test(diverse, dull, users, 2, n_resamples=300)
+    assert res["diff"] > 3 and res["p_permutation"] < 0.01 and res["units"] == 40
+    # the same responses under two names: no difference, p = 1
+    same = distinct_paired_test(diverse, list(diverse), list(range(200)), 2, n_resamples=100)
+    assert same["diff"] == 0 and same["p_permutation"] == 1.0
+    # halves of one system swapped at random: no real difference, a large p
+    mixed = [d if i % 2 else u for i, (d, u) in enumerate(zip(diverse, dull))]
+    other = [u if i % 2 else d for i, (d, u) in enumerate(zip(diverse, dull))]
+    assert distinct_paired_test(mixed, other, users, 2, n_resamples=300)["p_permutation"] > 0.05

@@ -56,3 +56,19 @@ def test_a_corrupt_generator_checkpoint_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(CheckpointError, match="not a readable ccrs checkpoint"):
         load_generator(str(bad))
+
+
+def test_continue_from_gives_the_longer_run_exactly(synth_prepared, synth_rec_ckpt, tmp_path):
+    """Equal budgets (Table 2): a 1-epoch run continued to 3 epochs is the 3-epoch run."""
+    short = train_generator(_cfg("gen_train.max_epochs=1"), synth_prepared, synth_rec_ckpt, 0, str(tmp_path / "w"),
+                            progress=False)
+    longer = train_generator(_cfg(), synth_prepared, synth_rec_ckpt, 0, str(tmp_path / "c"), progress=False,
+                             continue_from=str(tmp_path / "w"))
+    straight = train_generator(_cfg(), synth_prepared, synth_rec_ckpt, 0, str(tmp_path / "s"), progress=False)
+    assert [h["epoch"] for h in longer["history"]] == [1, 2, 3]
+    assert longer["history"][0] == short["history"][0]
+    assert [h["valid_ppl"] for h in longer["history"]] == pytest.approx([h["valid_ppl"] for h in straight["history"]])
+    assert longer["test"]["f1"] == pytest.approx(straight["test"]["f1"])
+    assert all(h["updates"] > 0 and h["samples"] > 0 for h in longer["history"])
+    with pytest.raises(FileNotFoundError, match="continue_from"):
+        train_generator(_cfg(), synth_prepared, synth_rec_ckpt, 0, str(tmp_path / "x"), continue_from=str(tmp_path / "nope"))
