@@ -205,6 +205,19 @@ def _cmd_diagnose_rec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_decoding(args: argparse.Namespace) -> int:
+    from ccrs.experiments.decoding import decoding_report, format_decoding_markdown, write_decoding_report
+
+    report = decoding_report(args.gen_ckpt, args.prepared, args.rec_ckpt, args.fold, args.part,
+                             max_users=args.max_users)
+    report["command"] = "ccrs " + shlex.join(args.argv)
+    print(format_decoding_markdown(report))
+    if args.save:
+        write_decoding_report(report, args.save)
+        print(f"saved {args.save}.json and {args.save}.md", file=sys.stderr)
+    return 0
+
+
 def _cmd_figures(args: argparse.Namespace) -> int:
     from ccrs.experiments.figures import make_figures
 
@@ -318,6 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     _add_config_args(p)
     p.set_defaults(func=_cmd_eval_rec)
+
+    p = esub.add_parser("decoding", help="one generator checkpoint decoded greedy / no-repeat / beam / nucleus on the "
+                                         "same samples: the effect on F1, BLEU and Dist")
+    p.add_argument("--gen-ckpt", required=True, help="generator best.pt (plain, or meta: users adapted first)")
+    p.add_argument("--rec-ckpt", required=True, help="the frozen recommender it was trained with")
+    p.add_argument("--prepared", required=True)
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--part", choices=("test", "valid"), default="test")
+    p.add_argument("--max-users", type=int, default=0, help="decode the first N users only (0 = all)")
+    p.add_argument("--save", help="write <SAVE>.json, <SAVE>.md and <SAVE>_responses/")
+    p.set_defaults(func=_cmd_eval_decoding)
 
     diag = sub.add_parser("diagnose", help="does the customization customize? (β sweep, attention, γ, cold start)")
     dgsub = diag.add_subparsers(dest="diagnose_command", required=True)
