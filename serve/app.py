@@ -11,9 +11,10 @@ Endpoints (OpenAPI schema at ``/docs`` and ``/openapi.json``): ``POST /v1/recomm
 
 Errors: a body that is not JSON → 400; a body over ``max_body_bytes`` → 413; a body that does not
 match the schema → 422 whose ``fields`` name each bad field (``turns.2.text: ...``); adaptation
-conversations with no recommendation sample → 422 naming ``conversations``. Anything raised inside
-a deployment → 500 with the request id (also in the ``x-request-id`` header), logged with its
-traceback; the replica keeps serving.
+conversations with no recommendation sample → 422 naming ``conversations``; user ids beyond 64 bits
+→ 422 naming ``user_id``. Anything raised inside a deployment → 500 whose body is only
+``{"error": "internal error", "request_id": ...}`` (the id also in the ``x-request-id`` header); the
+traceback goes to the log under that id, never into a body; the replica keeps serving.
 """
 
 # no `from __future__ import annotations`: FastAPI must see the request classes built in ingress()
@@ -33,6 +34,7 @@ from ccrs.checkpoint import CheckpointError
 from ccrs.serving.generator_service import Reply
 from ccrs.serving.recommender_service import NoAdaptationSamples, Query, Recommendation
 from ccrs.serving.schemas import (
+    MAX_USER_ID,
     AdaptResponse,
     Entity,
     Item,
@@ -60,6 +62,17 @@ def _error(status: int, message: str, request: Request, fields: list[str] | None
     if fields is not None:
         body["fields"] = fields
     return JSONResponse(body, status_code=status)
+
+
+def domain_message(exc: BaseException) -> str:
+    """The one-line message of a domain error raised in a replica.
+
+    Ray re-raises a replica's exception as a class deriving from both ``RayTaskError`` and the
+    original one, whose ``str`` is the whole remote traceback (paths, pid, actor id): the message
+    is taken from the original exception (``.cause``), first line only."""
+    cause = getattr(exc, "cause", None) or exc
+    text = str(cause.args[0]) if cause.args else str(cause)
+    return text.strip().splitlines()[0] if text.strip() else type(cause).__name__
 
 
 def build_api(limits: ServeLimits) -> FastAPI:
@@ -132,12 +145,13 @@ def ingress(limits: ServeLimits):
                                    slot_items=[SlotItem(item_id=i, name=names[i]) for i in out.items])
 
         @api.post("/v1/users/{user_id}/adapt", response_model=AdaptResponse)
-        async def adapt(self, user_id: Annotated[int, PathParam(ge=0)], req: AdaptRequest, request: Request):
+        async def adapt(self, user_id: Annotated[int, PathParam(ge=0, le=MAX_USER_ID)], req: AdaptRequest,
+                        request: Request):
             convs = [[(t.role, t.text) for t in conv] for conv in req.conversations]
             try:
                 return AdaptResponse(**await self.rec.adapt.remote(user_id, convs))
             except NoAdaptationSamples as exc:
-                return _error(422, "invalid request", request, [f"conversations: {exc}"])
+                return _error(422, "invalid request", request, [f"conversations: {domain_message(exc)}"])
             except Exception as exc:
                 return self._internal(exc, request)
 
@@ -164,7 +178,7 @@ def ingress(limits: ServeLimits):
         def _internal(exc: Exception, request: Request) -> JSONResponse:
             rid = _request_id(request)
             log.error("request %s failed: %s", rid, exc, exc_info=exc)
-            return _error(500, f"internal error ({type(exc).__name__}); quote request_id {rid}", request)
+            return _error(500, "internal error", request)
 
     return Ingress
 

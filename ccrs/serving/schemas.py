@@ -17,6 +17,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 ROLES = ("seeker", "recommender")
+#: User ids are signed 64-bit integers at most (the store, the logs and clients in other languages).
+MAX_USER_ID = 2**63 - 1
+UserId = Annotated[int, Field(ge=0, le=MAX_USER_ID)]
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ def api_models(limits: ServeLimits = ServeLimits()) -> SimpleNamespace:
     turns = Annotated[list[Turn], Field(min_length=1, max_length=limits.max_turns)]
 
     class RecommendRequest(_Strict):
-        user_id: Annotated[int, Field(ge=0)] | None = None
+        user_id: UserId | None = None
         turns: turns  # type: ignore[valid-type]
         k: Annotated[int, Field(ge=1, le=limits.max_k)] = limits.default_k
         attention: bool = False  # also return the user's per-relation weights γ_{r,u} (Eq. 2)

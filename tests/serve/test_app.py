@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
+import re
 
 import pytest
 
@@ -94,9 +96,20 @@ def test_adaptation_changes_that_user_only(serve_app, movies, known_users):
 
 def test_a_deployment_exception_is_a_5xx_with_a_request_id_and_the_replica_keeps_serving(serve_app, movies):
     status, out, headers = serve_app.post("/v1/recommend", {"user_id": FAIL_USER, "turns": _turns(movies)})
-    assert status == 500 and out["request_id"] and out["request_id"] in out["error"]
+    assert status == 500 and set(out) == {"error", "request_id"} and out["error"] == "internal error"
+    assert out["request_id"]
+    assert_clean(out)
     assert headers.get("x-request-id", out["request_id"]) == out["request_id"]
     assert serve_app.post("/v1/recommend", {"turns": _turns(movies)})[0] == 200
+
+
+LEAKS = re.compile(r"Traceback|File \"|(?:/[\w.-]+){2,}|\bpid[=: ]|actor|ray::|RayTaskError|\.py\b", re.I)
+
+
+def assert_clean(body) -> None:
+    """No traceback, file path, pid or actor id in an error body a client sees."""
+    text = json.dumps(body)
+    assert not LEAKS.search(text), f"error body leaks internals: {text[:500]}"
 
 
 OK_TURN = {"role": "seeker", "text": "hello"}
@@ -119,6 +132,8 @@ BAD = [  # (id, path, body or raw bytes, status, text the error must contain)
     ("user-string", "/v1/respond", {"turns": [OK_TURN], "user_id": "7"}, 422, "user_id"),
     ("unknown-field", "/v1/respond", {"turns": [OK_TURN], "temperature": 2}, 422, "temperature"),
     ("oversized-body", "/v1/respond", b'{"turns": [], "pad": "' + b"x" * 30_000 + b'"}', 413, "body"),
+    ("user-beyond-64-bits", "/v1/respond", {"turns": [OK_TURN], "user_id": 10**30}, 422, "user_id"),
+    ("adapt-user-beyond-64-bits", f"/v1/users/{2**63}/adapt", {"conversations": [[OK_TURN]]}, 422, "user_id"),
     ("adapt-user-not-int", "/v1/users/abc/adapt", {"conversations": [[OK_TURN]]}, 422, "user_id"),
     ("adapt-no-conversations", "/v1/users/3/adapt", {"conversations": []}, 422, "conversations"),
     ("adapt-too-many", "/v1/users/3/adapt", {"conversations": [[OK_TURN]] * 6}, 422, "conversations"),
@@ -134,10 +149,13 @@ def test_bad_input_gets_a_4xx_naming_the_field(serve_app, path, body, status, ne
     text = " ".join([out.get("error", "")] + out.get("fields", []))
     assert needle in text, out
     assert out["request_id"]
+    assert_clean(out)
 
 
 def test_wrong_method_is_405(serve_app):
-    assert serve_app.get("/v1/recommend")[0] == 405
+    status, out, _ = serve_app.get("/v1/recommend")
+    assert status == 405
+    assert_clean(out)
 
 
 def test_a_missing_or_corrupt_checkpoint_is_refused_before_deploying(synth_prepared, synth_rec_ckpt, tiny_gen_ckpt,
