@@ -112,16 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         rec = absolute_uri(args.rec_ckpt.format(fold=fold))
         root = Path(args.runs) / f"fold{fold}"
         rows: dict[str, str] = {}
-
-        def plain(variant: str, epochs: int, out: Path, continue_from: str | None = None) -> None:
+        for name, variant, epochs, cont in (("kbrd_gen_warm", "kbrd_gen", w, None),
+                                            ("kbrd_gen", "kbrd_gen", w + m, root / "kbrd_gen_warm"),
+                                            ("transformer", "transformer", w + m, None)):
             cfg = load_config(None, [*common, f"generator.variant={variant}", f"gen_train.max_epochs={epochs}"])
-            train_generator(cfg, args.prepared, rec, fold, str(out), progress=not args.quiet,
-                            continue_from=continue_from)
-            rows[out.name] = str(out)
-
-        plain("kbrd_gen", w, root / "kbrd_gen_warm")
-        plain("kbrd_gen", w + m, root / "kbrd_gen", continue_from=str(root / "kbrd_gen_warm"))
-        plain("transformer", w + m, root / "transformer")
+            train_generator(cfg, args.prepared, rec, fold, str(root / name), progress=not args.quiet,
+                            continue_from=str(cont) if cont else None)
+            rows[name] = str(root / name)
         if not ray.is_initialized():  # a cluster of its own unless RAY_ADDRESS names one (ray job submit sets it)
             ray.init(address=os.environ.get("RAY_ADDRESS", "local"), log_to_driver=not args.quiet)
         for model in META:

@@ -78,6 +78,6 @@ def test_distinct_paired_test_detects_a_more_diverse_system_and_not_a_relabelled
     same = distinct_paired_test(diverse, list(diverse), list(range(200)), 2, n_resamples=100)
     assert same["diff"] == 0 and same["p_permutation"] == 1.0
     # halves of one system swapped at random: no real difference, a large p
-    mixed = [d if i % 2 else u for i, (d, u) in enumerate(zip(diverse, dull))]
-    other = [u if i % 2 else d for i, (d, u) in enumerate(zip(diverse, dull))]
+    mixed = [d if i % 2 else u for i, (d, u) in enumerate(zip(diverse, dull, strict=True))]
+    other = [u if i % 2 else d for i, (d, u) in enumerate(zip(diverse, dull, strict=True))]
     assert distinct_paired_test(mixed, other, users, 2, n_resamples=300)["p_permutation"] > 0.05
