@@ -27,8 +27,8 @@ $(STAMP): pyproject.toml
 # Tests marked `cluster` start their own multi-node Ray cluster: run them in a pytest process of
 # their own (the second command below), never beside the first process's local cluster.
 test: setup
-	$(BIN)/python -m pytest -q -m "not slow and not cluster" $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -q -m "cluster and not slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: none selected
+	$(BIN)/python -m pytest -q -m "not slow and not cluster and not gpu" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "cluster and not slow and not gpu" $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: none selected
 
 demo: setup
 	$(BIN)/python -m ray_jobs.pipeline --preset small --storage-path $(DEMO_STORAGE)
