@@ -73,32 +73,39 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``ccrs data link-eval --rules``: name → (context_rules, genre_words).
+LINKER_RULES = {"plain": (False, False), "context": (True, True), "context-no-genre-words": (True, False)}
+
+
 def _cmd_link_eval(args: argparse.Namespace) -> int:
     from ccrs.data.dataset import PreparedDataset
     from ccrs.data.linker import DEFAULT_STOPWORDS, EntityLinker
     from ccrs.data.linker_eval import ANNOTATIONS, evaluate_linker
     from ccrs.data.locate import resolve_raw_dir
 
+    rules = [r for r in args.rules.split(",") if r]
+    unknown = [r for r in rules if r not in LINKER_RULES]
+    if unknown or not rules:
+        print(f"error: --rules: {', '.join(unknown) or '(none)'} not in {', '.join(LINKER_RULES)}", file=sys.stderr)
+        return 2
     ds = PreparedDataset.open(args.prepared)
     data_cfg = ds.manifest["config"]
     entities = ds.table("entities")
-    linker = EntityLinker.from_entities(
-        entities,
-        stopwords=DEFAULT_STOPWORDS | {s.lower() for s in data_cfg["extra_stopwords"]},
-        min_chars=data_cfg["min_entity_name_chars"],
-    )
     raw, _ = resolve_raw_dir(args.raw, allow_download=False, allow_synthetic=False)
     annotations = raw / ANNOTATIONS
     if not annotations.is_file():
         print(f"error: {annotations} not found (CFCRS entity annotations)", file=sys.stderr)
         return 2
     names = dict(zip(entities.column("id").to_pylist(), entities.column("name").to_pylist(), strict=True))
-    report = evaluate_linker(linker, names, annotations)
-    report["prepared"] = args.prepared
-    report["annotations"] = str(annotations)
-    report["command"] = "ccrs " + " ".join(sys.argv[1:])
-    text = json.dumps(report, indent=2)
-    print(text)
+    report = {"prepared": args.prepared, "annotations": str(annotations),
+              "command": "ccrs " + shlex.join(args.argv), "rules": {}}
+    for rule in rules:
+        context, genre_words = LINKER_RULES[rule]
+        linker = EntityLinker.from_entities(
+            entities, stopwords=DEFAULT_STOPWORDS | {s.lower() for s in data_cfg["extra_stopwords"]},
+            min_chars=data_cfg["min_entity_name_chars"], context_rules=context, genre_words=genre_words)
+        report["rules"][rule] = evaluate_linker(linker, names, annotations)
+    print(json.dumps(report, indent=2))
     if args.save:
         from ccrs.data.linker_eval import write_report
 
@@ -281,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("link-eval", help="entity-linker precision/recall against CFCRS annotations")
     p.add_argument("--prepared", required=True, help="prepared dataset URI (its entities and linker config)")
     p.add_argument("--raw", type=Path, help="raw directory holding annotations/ (default: as for prepare)")
+    p.add_argument("--rules", default="plain,context,context-no-genre-words",
+                   help="linker rule sets to evaluate: plain (the prepared data's), context (the serving "
+                        "linker's), context-no-genre-words")
     p.add_argument("--save", help="write <SAVE>.json and <SAVE>.md")
     p.set_defaults(func=_cmd_link_eval)
 

@@ -11,6 +11,21 @@ entities share a surface form, the one with the higher ``priority`` (KG degree b
 A stoplist removes surface forms that are too generic to be evidence of an entity ("it", "love",
 "english", ...): ReDial text is chatty and single common words are DBpedia titles of films, bands and
 places.
+
+**Context rules** (``context_rules=True``; the serving linker, for what users type live; prepared
+data keeps the plain rules so its numbers stay reproducible):
+
+* a name made only of everyday words (:data:`COMMON_WORDS`, the stoplist: "It", "Her", "Up", "Get
+  Out", "Scary Movie", "Family", "Queen") is linked only with **evidence** in the text: quoted,
+  followed by a year ("It (2017)"), or capitalized as a title (every word but minor ones, and not
+  just a capitalized first word of a sentence). "have you seen It ?" links the film; "it was
+  scary" does not; movie titles that are stopwords are indexed too, under the same rule;
+* **genre words** people use map to the genre entity: "scary"/"creepy" → horror, "funny" →
+  comedy, "romantic" → romance, "animated" → animation, "sci fi" → science fiction
+  (:data:`GENRE_WORDS`); when a common-word title has no evidence, the longest shorter match at
+  the same place wins ("a scary movie" → horror, not *Scary Movie*);
+* only ``X film`` names with a lower-case "film" are genres ("Horror film"); "Constantin Film" is a
+  company, not a genre called "Constantin".
 """
 
 from __future__ import annotations
@@ -40,6 +55,50 @@ DEFAULT_STOPWORDS = frozenset(
 )
 
 
+#: Everyday English words: a name made only of these (and of stopwords) needs evidence under the
+#: context rules. Written by hand (not drawn from the dataset); extend with ``extra_common_words``.
+COMMON_WORDS = frozenset(
+    """
+    about after again against age air all alone always am and angel angels another any anything are
+    around arrival away bad bag ball bang bat be beast beautiful because bed been before being bet big
+    bird black blue body bone book boss box boy brave break bright brother brothers burn but by call can
+    car cars case cat chance change child children city clear close club cold come coming country crash
+    crazy cry dance dark daughter day dead deep did die dirty do doctor dog door down dream drive drop
+    each earth easy else end enough escape even ever every everything evil eye eyes face fall family
+    far fast father fear feel fight fighter final fire first fish five fly for forever forget four
+    free friday from frozen full game games get ghost gift girl give glass go god gold gone good grace
+    gravity green ground grown guy hair half hand happy hard hate have head heart heaven hell help her
+    here hero hide high him his history hit hold home hope horse hot hour house how human hunt i ice if
+    in inside into is island it job joy just keep kid kill killer king kiss know lady land last late
+    later leave left legend less let lie life light like line little live lives long look lost lot love
+    lucky mad made make man many mars me mean men mind miss mom money monster moon more morning most
+    mother move much music must my name need never new next nice night nine no nobody none not nothing
+    now number of off old on once one only open or other our out over own paradise parent party past
+    people perfect phone place plan play point power pretty prisoner queen quiet rain ready real red
+    rest return rich ride right ring river road rock room rules run rush same say school sea second
+    secret see seven shadow she shine shot show side sign signs silence single sister sky sleep small
+    smile snow so some someone something son song soul sound space speed split spring star stars start
+    stay step still stop storm story street strong such summer sun sure take taken talk teen tell ten
+    than that the them then there these they thing things think this those three through time today
+    together tomorrow too top town train tree trip trouble true trust truth try turn two under until up
+    us very vice wait walk wall want war was watch water way we week well what when where while white
+    who why wild will wind winter wish with without woman wonder world wrong year yes yesterday you
+    young your adult novel serial fiction political slapstick humor musical mom dad kids son sons
+    """.split()
+)
+#: Minor words a capitalized title may leave in lower case ("Gone with the Wind").
+MINOR_WORDS = frozenset("a an the of and or in on at to for with from by".split())
+#: Words people use for a genre → the genre's own surface form (linked to whatever that form links to).
+GENRE_WORDS = {
+    "scary": "horror", "creepy": "horror", "spooky": "horror", "slasher": "horror", "slashers": "horror",
+    "funny": "comedy", "hilarious": "comedy", "romantic": "romance", "animated": "animation",
+    "cartoon": "animation", "cartoons": "animation", "sci fi": "science fiction", "scifi": "science fiction",
+    "documentaries": "documentary",
+}
+_QUOTES_OPEN, _QUOTES_CLOSE = "\"'“‘«", "\"'”’»"
+_YEAR_AFTER = re.compile(r"\s*\(?(?:19|20)\d\d\)?")
+
+
 def strip_disambiguation(name: str) -> str:
     """``Titanic (1997 film)`` → ``Titanic``."""
     return _PAREN.sub("", name).strip()
@@ -55,13 +114,14 @@ def tokens(text: str) -> tuple[str, ...]:
     return tuple(t for t, _, _ in tokenize_spans(text))
 
 
-def surface_forms(name: str, is_item: bool = False) -> list[str]:
+def surface_forms(name: str, is_item: bool = False, genre_needs_lowercase_film: bool = False) -> list[str]:
     """The forms a readable KG name is indexed under (see the module docstring)."""
     forms = [name]
     base = strip_disambiguation(name)
     if base and base != name:
         forms.append(base)
-    if not is_item and base.lower().endswith(" film") and len(base) > len(" film"):
+    is_genre = base.endswith(" film") if genre_needs_lowercase_film else base.lower().endswith(" film")
+    if not is_item and is_genre and len(base) > len(" film"):
         genre = base[: -len(" film")]
         forms += [genre, _plural(genre)]
     return forms
@@ -93,7 +153,7 @@ class EntityLinker:
             already marked as ``@movieId``.
     """
 
-    _END = ""  # trie key holding (priority, entity_id) of a name that ends here; never a token
+    _END = ""  # trie key holding (priority, entity_id, needs_evidence) of a name ending here; never a token
 
     def __init__(
         self,
@@ -101,42 +161,90 @@ class EntityLinker:
         stopwords: Iterable[str] = DEFAULT_STOPWORDS,
         min_chars: int = 3,
         include_items: bool = False,
+        context_rules: bool = False,
+        extra_common_words: Iterable[str] = (),
+        genre_words: bool | None = None,
     ) -> None:
         self.stopwords = frozenset(s.lower() for s in stopwords)
         self.min_chars = min_chars
+        self.context_rules = context_rules
+        self.common = (COMMON_WORDS | self.stopwords | {w for k in GENRE_WORDS for w in k.split()}
+                       | {w.lower() for w in extra_common_words})
         self._trie: dict = {}
         self.n_forms = 0
         for entity_id, name, is_item, priority in names:
             if is_item and not include_items:
                 continue
-            for form in surface_forms(name, is_item):
-                self._add(form, int(entity_id), float(priority))
+            forms = surface_forms(name, is_item, genre_needs_lowercase_film=context_rules)
+            genre_forms = set(forms[-2:]) if not is_item and strip_disambiguation(name).endswith(" film") else set()
+            for form in forms:  # a genre's own word ("family" of "Family film") is evidence enough
+                self._add(form, int(entity_id), float(priority), is_item, alias=form in genre_forms)
+        if context_rules if genre_words is None else genre_words:
+            for word, genre in GENRE_WORDS.items():
+                hit = self._lookup(tokens(genre))
+                if hit is not None:
+                    self._add(word, hit[1], hit[0], False, alias=True)
 
     @classmethod
     def from_entities(
-        cls, entities, stopwords: Iterable[str] = DEFAULT_STOPWORDS, min_chars: int = 3, include_items: bool = False
+        cls, entities, stopwords: Iterable[str] = DEFAULT_STOPWORDS, min_chars: int = 3, include_items: bool = False,
+        context_rules: bool = False, genre_words: bool | None = None,
     ) -> EntityLinker:
         """The linker a prepared dataset's ``entities`` table defines (KG degree as priority)."""
         cols = entities.select(["id", "name", "is_item", "degree"]).to_pydict()
         rows = zip(cols["id"], cols["name"], cols["is_item"], cols["degree"], strict=True)
-        return cls(rows, stopwords=stopwords, min_chars=min_chars, include_items=include_items)
+        return cls(rows, stopwords=stopwords, min_chars=min_chars, include_items=include_items,
+                   context_rules=context_rules, genre_words=genre_words)
 
-    def _add(self, form: str, entity_id: int, priority: float) -> None:
+    def _lookup(self, toks: tuple[str, ...]):
+        node = self._trie
+        for tok in toks:
+            node = node.get(tok)
+            if node is None:
+                return None
+        return node.get(self._END)
+
+    def _add(self, form: str, entity_id: int, priority: float, is_item: bool = False, alias: bool = False) -> None:
         toks = tokens(form)
         joined = " ".join(toks)
-        if not toks or len(joined) < self.min_chars or joined in self.stopwords or joined.isdigit():
+        # context rules: a short or stoplisted title ("It", "Up") is indexed, to be linked with evidence only
+        title_with_evidence = self.context_rules and is_item and len(joined) >= 2
+        if not toks or joined.isdigit() or (len(joined) < self.min_chars and not title_with_evidence):
             return
+        needs_evidence = len(joined) < self.min_chars
+        if not alias and joined in self.stopwords:
+            if not title_with_evidence:  # plain rules: never
+                return
+            needs_evidence = True
+        elif self.context_rules and not alias and all(t in self.common for t in toks):
+            needs_evidence = True
         node = self._trie
         for tok in toks:
             node = node.setdefault(tok, {})
         current = node.get(self._END)
         if current is None:
             self.n_forms += 1
-        if current is None or (priority, -entity_id) > (current[0], -current[1]):
-            node[self._END] = (priority, entity_id)
+        # a name without the evidence rule wins over one with it, then the higher priority
+        if current is None or (not needs_evidence, priority, -entity_id) > (not current[2], current[0], -current[1]):
+            node[self._END] = (priority, entity_id, needs_evidence)
+
+    def has_evidence(self, text: str, toks: list[tuple[str, int, int]], i: int, j: int) -> bool:
+        """Is ``toks[i:j]`` written as a name: quoted, followed by a year, or capitalized as a title?"""
+        start, end = toks[i][1], toks[j - 1][2]
+        before, after = text[:start].rstrip(), text[end:]
+        if before[-1:] and before[-1] in _QUOTES_OPEN and after.lstrip()[:1] and after.lstrip()[0] in _QUOTES_CLOSE:
+            return True
+        if _YEAR_AFTER.match(after) and _YEAR_AFTER.match(after).group(0).strip():
+            return True
+        words = [text[s:e] for _, s, e in toks[i:j]]
+        capitalized = all(w[0].isupper() or w.isdigit() or (k > 0 and w.lower() in MINOR_WORDS)
+                          for k, w in enumerate(words))
+        sentence_start = not before or before[-1] in ".!?\n"
+        return capitalized and (not sentence_start or len(words) > 1)
 
     def link(self, text: str) -> list[Mention]:
-        """All non-overlapping mentions, left to right, longest match at each position."""
+        """All non-overlapping mentions, left to right, longest match at each position (under the
+        context rules: the longest one with evidence where its name needs it)."""
         toks = tokenize_spans(text)
         out: list[Mention] = []
         i = 0
@@ -151,7 +259,7 @@ class EntityLinker:
                     break
                 j += 1
                 hit = node.get(self._END)
-                if hit is not None:
+                if hit is not None and (not hit[2] or self.has_evidence(text, toks, i, j)):
                     best = (j, hit[1])
             if best is None:
                 i += 1

@@ -92,7 +92,7 @@ class RecommenderService:
         ents = ds.table("entities")
         linker = EntityLinker.from_entities(
             ents, stopwords=DEFAULT_STOPWORDS | {s.lower() for s in cfg.data.extra_stopwords},
-            min_chars=cfg.data.min_entity_name_chars, include_items=True)
+            min_chars=cfg.data.min_entity_name_chars, include_items=True, context_rules=True)
         names = [display_name(n) for n in ents.column("name").to_pylist()]
         version = hashlib.sha256(storage.read_bytes(storage.resolve(rec_ckpt))).hexdigest()[:12]
         relations = ds.table("relations").sort_by("id").column("name").to_pylist()

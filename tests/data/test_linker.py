@@ -71,3 +71,31 @@ def test_surface_forms():
     assert surface_forms("Horror film") == ["Horror film", "Horror", "Horrors"]
     assert surface_forms("Comedy film") == ["Comedy film", "Comedy", "Comedies"]
     assert surface_forms("Titanic (1997 film)", is_item=True) == ["Titanic (1997 film)", "Titanic"]
+
+
+def _hard_cases():
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).with_name("linker_hard_cases.json")).read_text())
+
+
+def test_context_rules_on_the_hard_cases():
+    """Common-word titles need evidence, genre words map to genres, companies are not genres."""
+    spec = _hard_cases()
+    names = [n for n, _, _ in spec["names"]]
+    linker = make([tuple(x) for x in spec["names"]], include_items=True, context_rules=True)
+    failures = []
+    for case in spec["cases"]:
+        got = {names[e] for e in linker.entity_ids(case["text"])}
+        missing = set(case.get("linked", [])) - got
+        wrong = set(case.get("not_linked", [])) & got
+        if missing or wrong:
+            failures.append(f"{case['text']!r}: missing {sorted(missing)}, wrongly linked {sorted(wrong)}")
+    assert not failures, "\n".join(failures)
+
+
+def test_plain_rules_are_unchanged_by_the_context_option():
+    linker = make(NAMES)
+    assert linker.entity_ids("It was scary, a horror with Chris Evans") == [2, 8]
+    assert make([("Constantin Film", False, 1)]).entity_ids("constantin") == [0]  # prepared data's rule
