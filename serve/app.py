@@ -120,6 +120,10 @@ def ingress(limits: ServeLimits):
             return await self.rec.recommend.remote(Query(req.user_id, turns, req.k, req.attention, req.exclude_mentioned))
 
         @staticmethod
+        def _entities(rec: Recommendation) -> list[Entity]:
+            return [Entity(entity_id=e, name=n, turn=t, start=a, end=b) for e, n, t, a, b in rec.entities]
+
+        @staticmethod
         def _items(rec: Recommendation) -> list[Item]:
             return [Item(item_id=i, name=n, score=round(s, 5)) for i, n, s in rec.items]
 
@@ -130,7 +134,7 @@ def ingress(limits: ServeLimits):
             except Exception as exc:
                 return self._internal(exc, request)
             return RecommendResponse(items=self._items(rec), user_known=rec.user_known, attention=rec.attention,
-                                     entities=[Entity(entity_id=e, name=n) for e, n in rec.entities])
+                                     entities=self._entities(rec), rejected=rec.rejected)
 
         @api.post("/v1/respond", response_model=RespondResponse)
         async def respond(self, req: RecommendRequest, request: Request):
@@ -142,7 +146,8 @@ def ingress(limits: ServeLimits):
             except Exception as exc:
                 return self._internal(exc, request)
             return RespondResponse(response=out.text, items=self._items(rec), style_mixture=out.style_mixture,
-                                   slot_items=[SlotItem(item_id=i, name=names[i]) for i in out.items])
+                                   slot_items=[SlotItem(item_id=i, name=names[i]) for i in out.items],
+                                   entities=self._entities(rec), rejected=rec.rejected)
 
         @api.post("/v1/users/{user_id}/adapt", response_model=AdaptResponse)
         async def adapt(self, user_id: Annotated[int, PathParam(ge=0, le=MAX_USER_ID)], req: AdaptRequest,

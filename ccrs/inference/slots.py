@@ -22,6 +22,28 @@ def display_name(entity_name: str) -> str:
     return _YEAR_OR_FILM.sub("", entity_name).strip() or entity_name
 
 
+def unambiguous_names(entity_names: list[str]) -> list[str]:
+    """Display names, with the year or type kept where two entities would read the same.
+
+    ``["It (2017 film)", "It (miniseries)", "Alien (1979 film)"]`` → ``["It (2017)", "It
+    (miniseries)", "Alien"]``: a person choosing from a list must tell the two *It* apart.
+    """
+    from ccrs.data.linker import strip_disambiguation
+
+    base = [strip_disambiguation(n) for n in entity_names]
+    counts: dict[str, int] = {}
+    for b in base:
+        counts[b.lower()] = counts.get(b.lower(), 0) + 1
+    out = []
+    for full, b in zip(entity_names, base, strict=True):
+        if counts[b.lower()] > 1 and full != b:
+            tag = full[len(b):].strip().strip("()").replace(" film", "").strip()
+            out.append(f"{b} ({tag})" if tag else full)
+        else:
+            out.append(display_name(full))
+    return out
+
+
 @dataclass
 class FilledResponse:
     text: str  # detokenized, slots filled: what a person reads

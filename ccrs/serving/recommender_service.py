@@ -20,6 +20,7 @@ another checkpoint's adaptation.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ from ccrs import storage
 from ccrs.data.dataset import PreparedDataset
 from ccrs.data.linker import DEFAULT_STOPWORDS, EntityLinker
 from ccrs.data.rec_examples import COLD_START_USER, KnowledgeGraph, RecBatch
-from ccrs.inference.slots import display_name
+from ccrs.inference.slots import unambiguous_names
 from ccrs.meta.maml import MAML
 from ccrs.meta.rec_tasks import rec_loss
 from ccrs.models.factory import load_recommender
@@ -58,13 +59,30 @@ class Query:
 @dataclass
 class Recommendation:
     items: list[tuple[int, str, float]]  # (item index, name, score)
-    entities: list[tuple[int, str]]  # linked entities of the dialogue, first-mention order
+    entities: list[tuple[int, str, int, int, int]]  # (id, name, turn, start, end of the last mention), in order
     user_known: bool
     adapted: bool
     p_u: Tensor = field(repr=False, default=None)  # (d,) user intention (Eq. 8), for the generator
     ranked: list[int] = field(default_factory=list)  # top-50 item indices (slot filling)
     mentioned_items: list[int] = field(default_factory=list)
     attention: dict[str, float] | None = None  # relation name → γ_{r,u} (Eq. 2), mean over heads and layers
+    rejected: list[int] = field(default_factory=list)  # item indices the seeker turned down
+
+
+#: A seeker turn that turns down what the recommender just proposed.
+REJECTION = re.compile(
+    r"\b(?:seen (?:it|that|this|them)|already (?:seen|watched)|watched (?:it|that)|not (?:that|this) one|"
+    r"not for me|something else|anything else|another one|something (?:newer|older|different)|"
+    r"(?:don'?t|do not|didn'?t|did not) (?:like|want|care for) (?:it|that|this)|no thanks|nope|not really|"
+    r"not interested|(?:hated|disliked) (?:it|that))\b", re.I)
+
+
+@dataclass
+class DialogueState:
+    entities: list[int]  # linked entities, first-mention order, rejected movies left out
+    turns: list[int]  # the turn each was last mentioned in
+    spans: dict[int, tuple[int, int, int]]  # entity → (turn, start, end) of its last mention
+    rejected: list[int]  # item indices the seeker turned down
 
 
 class RecommenderService:
@@ -93,19 +111,39 @@ class RecommenderService:
         linker = EntityLinker.from_entities(
             ents, stopwords=DEFAULT_STOPWORDS | {s.lower() for s in cfg.data.extra_stopwords},
             min_chars=cfg.data.min_entity_name_chars, include_items=True, context_rules=True)
-        names = [display_name(n) for n in ents.column("name").to_pylist()]
+        names = unambiguous_names(ents.column("name").to_pylist())
         version = hashlib.sha256(storage.read_bytes(storage.resolve(rec_ckpt))).hexdigest()[:12]
         relations = ds.table("relations").sort_by("id").column("name").to_pylist()
         return cls(model, cfg, user_index, kg, linker, names, version, cache_size, relations)
 
     # -- dialogue → recommender input ---------------------------------------------------------------
+    def dialogue_state(self, turns: Turns) -> DialogueState:
+        """What the dialogue says: linked entities (with the span of their last mention) and the
+        movies the seeker turned down.
+
+        A movie the recommender named is *rejected* when the seeker's next turn turns it down
+        (:data:`REJECTION`: "seen it", "not that one", "something else", ...): it leaves the context
+        (it is not evidence of taste) and is never proposed again. The system's own proposals come
+        back through the text of its turns (the client sends them as ``recommender`` turns)."""
+        last: dict[int, tuple[int, int, int]] = {}
+        rejected: dict[int, None] = {}
+        proposed: list[int] = []
+        for t, (role, text) in enumerate(turns):
+            mentions = self.linker.link(text)
+            if role == "seeker" and proposed and REJECTION.search(text):
+                rejected.update(dict.fromkeys(proposed))
+            proposed = [m.entity_id for m in mentions if self.entity_to_item[m.entity_id] >= 0] if role == "recommender" else []
+            for m in mentions:
+                last[m.entity_id] = (t, m.start, m.end)
+        kept = {e: v for e, v in last.items() if e not in rejected}
+        return DialogueState(list(kept), [v[0] for v in kept.values()], {e: v for e, v in kept.items()},
+                             [int(self.entity_to_item[e]) for e in rejected])
+
     def link(self, turns: Turns) -> tuple[list[int], list[int]]:
-        """Entities of the dialogue in first-mention order, and the turn each was last mentioned in."""
-        last: dict[int, int] = {}
-        for t, (_role, text) in enumerate(turns):
-            for e in self.linker.entity_ids(text):
-                last[e] = t
-        return list(last), list(last.values())
+        """Entities of the dialogue in first-mention order (rejected movies left out), and the turn
+        each was last mentioned in."""
+        state = self.dialogue_state(turns)
+        return state.entities, state.turns
 
     def _row(self, user_id: int | None) -> tuple[int, bool]:
         row = self.user_index.get(user_id) if user_id is not None else None
@@ -150,7 +188,8 @@ class RecommenderService:
         for i, q in enumerate(queries):
             groups.setdefault(q.user_id if q.user_id in adapted else None, []).append(i)
         for user, idx in groups.items():
-            contexts = [self.link(queries[i].turns) for i in idx]  # linked once, used for input and output
+            states = [self.dialogue_state(queries[i].turns) for i in idx]  # linked once, for input and output
+            contexts = [(st.entities, st.turns) for st in states]
             batch = self.batch([(queries[i].user_id, queries[i].turns) for i in idx], contexts=contexts)
             params = adapted[user] if user is not None else None
             scores = functional_call(self.model, params, (batch,)) if params else self.model(batch)
@@ -163,6 +202,8 @@ class RecommenderService:
             for j, i in enumerate(idx):
                 if queries[i].exclude_mentioned and mentioned_per_query[j]:
                     scores[j, mentioned_per_query[j]] = float("-inf")
+                if states[j].rejected:  # turned down: never again, whatever exclude_mentioned says
+                    scores[j, states[j].rejected] = float("-inf")
             top = torch.topk(scores, min(50, scores.shape[1]), dim=1)
             for j, i in enumerate(idx):
                 q = queries[i]
@@ -173,8 +214,10 @@ class RecommenderService:
                 attention = None
                 if q.attention and gamma is not None:
                     attention = {n: round(float(w), 5) for n, w in zip(self.relation_names, gamma[j].mean(0), strict=True)}
-                out[i] = Recommendation(items, [(e, self.entity_names[e]) for e in ents], self._row(q.user_id)[1],
-                                        user is not None, p_u[j], top.indices[j].tolist(), mentioned, attention)
+                spans = states[j].spans
+                out[i] = Recommendation(items, [(e, self.entity_names[e], *spans[e]) for e in ents],
+                                        self._row(q.user_id)[1], user is not None, p_u[j], top.indices[j].tolist(),
+                                        mentioned, attention, states[j].rejected)
         return out  # type: ignore[return-value]
 
     def _adapted_params(self, user_id: int) -> dict[str, Tensor]:

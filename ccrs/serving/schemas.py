@@ -51,6 +51,9 @@ class Item(_Strict):
 class Entity(_Strict):
     entity_id: int
     name: str
+    turn: int  # the turn of its last mention (0-based) and its character span there: text[start:end]
+    start: int
+    end: int
 
 
 class RecommendResponse(_Strict):
@@ -58,6 +61,7 @@ class RecommendResponse(_Strict):
     entities: list[Entity]
     user_known: bool
     attention: dict[str, float] | None = None
+    rejected: list[int] = []  # item ids the seeker turned down in this dialogue: never proposed again
 
 
 class SlotItem(_Strict):
@@ -70,6 +74,8 @@ class RespondResponse(_Strict):
     items: list[Item]  # the recommender's top-k for this dialogue
     style_mixture: list[float] | None  # μ_u^m (Eq. 9); None for variants without styles
     slot_items: list[SlotItem]  # the movies placed in the response's item slots, in order
+    entities: list[Entity] = []  # what the recommender understood from the dialogue (linked, with spans)
+    rejected: list[int] = []  # item ids the seeker turned down: never proposed again
 
 
 class AdaptResponse(_Strict):

@@ -38,6 +38,10 @@ def test_chat_page_shows_a_response_a_movie_and_the_style_mixture(serve_app, syn
             response = page.inner_text(".turn.recommender")
             items = page.locator("#items li.item").all_inner_texts()
             bars = page.locator("#styles .bar").count()
+            understood = page.inner_text("#understood")
+            page.click("#adapt")
+            page.wait_for_function("document.getElementById('adapt-status').textContent.length > 0", timeout=30_000)
+            adapt_status = page.inner_text("#adapt-status")
             shot = Path(os.environ.get("CCRS_SCREENSHOT_DIR", tmp_path)) / "chat_page.png"
             shot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shot), full_page=True)
@@ -47,3 +51,5 @@ def test_chat_page_shows_a_response_a_movie_and_the_style_mixture(serve_app, syn
     assert response.startswith("Try ") and len(response) > len("Try ")  # detokenized, capitalised
     assert items and all("(" in it for it in items)  # "name (score)"
     assert bars == 4  # n_styles of the tiny generator
+    assert movie.split(" (")[0] in understood  # what the recommender linked is shown
+    assert adapt_status.startswith("adapted on") or "conversations" in adapt_status  # a clean answer either way

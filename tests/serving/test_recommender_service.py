@@ -81,3 +81,32 @@ def test_relation_weights_on_request_and_mentioned_movies_are_not_recommended(sv
     assert set(with_att.attention) == set(svc.relation_names) and len(svc.relation_names) == svc.kg.num_relations
     assert plain.mentioned_items and plain.mentioned_items[0] not in plain.ranked
     assert plain.mentioned_items[0] in keep.ranked  # the mentioned movie scores high when not excluded
+
+
+def test_a_proposal_turned_down_is_not_proposed_again_and_leaves_the_context(svc, synth_prepared):
+    a, _, _ = _movie_names(synth_prepared)
+    opening = [("seeker", f"I loved {a}, anything similar?")]
+    (first,) = svc.recommend([Query(None, opening, k=3, exclude_mentioned=False)])
+    top_id, top_name, _ = first.items[0]
+    proposed = [*opening, ("recommender", f"have you seen {top_name} ?")]
+    for reply, turned_down in (("I've seen that one. Something newer maybe?", True), ("sounds great", False)):
+        (rec,) = svc.recommend([Query(None, [*proposed, ("seeker", reply)], k=3, exclude_mentioned=False)])
+        assert (top_id in rec.rejected) is turned_down
+        if turned_down:
+            assert top_id not in [i for i, *_ in rec.items]
+            assert svc.kg.item_entity_ids[top_id].item() not in [e for e, *_ in rec.entities]
+
+
+def test_entities_come_with_the_span_of_their_last_mention(svc, synth_prepared):
+    a = _movie_names(synth_prepared)[0].split(" (")[0]  # the title as people type it
+    turns = [("seeker", f"I like {a}"), ("seeker", f"I really liked {a}")]
+    (rec,) = svc.recommend([Query(None, turns, k=3, exclude_mentioned=False)])
+    (t, s, e), = [(t, s, e) for _, _, t, s, e in rec.entities]
+    assert t == 1 and turns[1][1][s:e] == a
+
+
+def test_names_shown_to_people_are_unambiguous():
+    from ccrs.inference.slots import unambiguous_names
+
+    assert unambiguous_names(["It (2017 film)", "It (miniseries)", "Alien (1979 film)", "Heat"]) == [
+        "It (2017)", "It (miniseries)", "Alien", "Heat"]
