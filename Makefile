@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 SERVE_PORT ?= 8000
 
-.PHONY: setup test demo serve lint clean
+.PHONY: setup browser test demo serve lint clean
 
 setup: $(STAMP)
 
@@ -26,7 +26,16 @@ $(STAMP): pyproject.toml
 
 # Tests marked `cluster` start their own multi-node Ray cluster: run them in a pytest process of
 # their own (the second command below), never beside the first process's local cluster.
-test: setup
+# The chat-page test drives a real Chromium (Debian's package; a test tool's own browser download is
+# blocked here). Installed once when missing and apt-get is usable; otherwise that test says why it skips.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	    [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && \
+	      apt-get install -y -qq chromium >/dev/null 2>&1; }; } && echo "browser: chromium installed"; } || \
+	    echo "browser: no chromium (the chat-page test will skip)"
+
+test: setup browser
 	$(BIN)/python -m pytest -q -m "not slow and not cluster and not gpu" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -q -m "cluster and not slow and not gpu" $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: none selected
 
