@@ -19,6 +19,7 @@ traceback goes to the log under that id, never into a body; the replica keeps se
 
 # no `from __future__ import annotations`: FastAPI must see the request classes built in ingress()
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +46,7 @@ from ccrs.serving.schemas import (
     api_models,
 )
 from serve.deployments import AdaptationStore, Generator, Recommender, storage_uri
+from serve.metrics import metrics
 
 log = logging.getLogger("ray.serve")
 PAGE = Path(__file__).with_name("static") / "index.html"
@@ -79,6 +81,16 @@ def build_api(limits: ServeLimits) -> FastAPI:
     """The FastAPI app (routes are bound to the ingress class by :func:`ingress`)."""
     models = api_models(limits)
     api = FastAPI(title="ccrs", version="1", description=__doc__.split("\n\n")[2])
+
+    @api.middleware("http")
+    async def count_and_time(request: Request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", None) or "unmatched"  # the template, not the id
+        m = metrics()
+        m.requests.inc(tags={"route": route, "status": str(response.status_code)})
+        m.latency.observe(1000 * (time.perf_counter() - t0), tags={"route": route})
+        return response
 
     @api.middleware("http")
     async def body_limit(request: Request, call_next):
@@ -154,11 +166,15 @@ def ingress(limits: ServeLimits):
                         request: Request):
             convs = [[(t.role, t.text) for t in conv] for conv in req.conversations]
             try:
-                return AdaptResponse(**await self.rec.adapt.remote(user_id, convs))
+                out = AdaptResponse(**await self.rec.adapt.remote(user_id, convs))
             except NoAdaptationSamples as exc:
+                metrics().adaptations.inc(tags={"outcome": "no_samples"})
                 return _error(422, "invalid request", request, [f"conversations: {domain_message(exc)}"])
             except Exception as exc:
+                metrics().adaptations.inc(tags={"outcome": "error"})
                 return self._internal(exc, request)
+            metrics().adaptations.inc(tags={"outcome": "ok"})
+            return out
 
         @api.get("/healthz")
         async def healthz(self) -> dict:

@@ -27,6 +27,7 @@ from ray.serve.handle import DeploymentHandle
 
 from ccrs.serving.generator_service import GeneratorService, Reply, Response
 from ccrs.serving.recommender_service import Params, Query, Recommendation, RecommenderService
+from serve.metrics import metrics
 
 log = logging.getLogger("ray.serve")
 STORAGE_ENV, STORAGE_DEFAULT = "CCRS_STORAGE_PATH", "runs/demo"
@@ -143,11 +144,15 @@ class Recommender:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def _batch(self, queries: list[Query]) -> list[Recommendation]:
         self.batch_sizes[len(queries)] += 1
+        metrics().batch_size.observe(len(queries), tags={"model": "recommender"})
         if any(q.user_id in self.settings.fail_user_ids for q in queries):
             raise InjectedFault(f"injected fault for user ids {self.settings.fail_user_ids}")
         svc = self.svc  # a reconfigure during the forward pass must not mix two models
         users = sorted({q.user_id for q in queries if q.user_id is not None})
         adapted = await self.store.get_many.remote(svc.version, users) if users else {}
+        for result, n in (("hit", len(adapted)), ("miss", len(users) - len(adapted))):
+            if n:  # Ray counters take positive increments only
+                metrics().lookups.inc(n, tags={"result": result})
         return await asyncio.to_thread(svc.recommend, queries, adapted)  # the event loop keeps batching
 
     async def adapt(self, user_id: int, conversations: list[list[tuple[str, str]]]) -> dict:
@@ -190,6 +195,7 @@ class Generator:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def _batch(self, requests: list[tuple[int | None, Reply, dict[int, str]]]) -> list[Response]:
         self.batch_sizes[len(requests)] += 1
+        metrics().batch_size.observe(len(requests), tags={"model": "generator"})
         if any(u in self.settings.fail_user_ids for u, _, _ in requests):
             raise InjectedFault(f"injected fault for user ids {self.settings.fail_user_ids}")
         names: dict[int, str] = {}

@@ -86,7 +86,9 @@ def ray_cluster(s3_server):
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "60")
     # Serve's proxy must import FastAPI & co. within 5 s by default: not on 2 busy cores
     os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "30")
-    ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
+    ray.metrics_export_port = free_port()  # Prometheus scrape target of this node (serve metrics tests)
+    ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False,
+             _metrics_export_port=ray.metrics_export_port)
     try:
         yield ray
     finally:

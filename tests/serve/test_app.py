@@ -197,3 +197,26 @@ def test_a_missing_checkpoint_in_user_config_fails_the_deployment_start(serve_ap
     finally:
         serve.delete("broken")
     assert serve_app.get("/healthz")[0] == 200  # the running app is untouched
+
+
+def test_prometheus_metrics_count_requests_batches_and_adaptations(serve_app, ray_cluster, movies, known_users):
+    """The app's metrics reach Ray's Prometheus export (the scrape target serve/metrics.py documents)."""
+    import time
+    import urllib.request
+
+    for _ in range(3):
+        assert serve_app.post("/v1/recommend", {"user_id": known_users[0], "turns": _turns(movies)})[0] == 200
+    serve_app.post("/v1/recommend", {"turns": []})  # a 422
+    url = f"http://127.0.0.1:{ray_cluster.metrics_export_port}/metrics"
+    wanted = ('ccrs_http_requests_total{', 'route="/v1/recommend"', 'status="422"', "ccrs_batch_size_bucket",
+              "ccrs_http_request_latency_ms_bucket", 'ccrs_adaptation_lookups_total{')
+    deadline, text = time.time() + 90, ""
+    while time.time() < deadline:  # replicas report every few seconds
+        with urllib.request.urlopen(url, timeout=10) as r:
+            text = r.read().decode()
+        if all(w in text for w in wanted):
+            break
+        time.sleep(3)
+    missing = [w for w in wanted if w not in text]
+    assert not missing, f"not exported yet: {missing}"
+    assert "ray_serve_" in text  # Serve's own metrics beside ours

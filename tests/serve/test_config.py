@@ -42,3 +42,18 @@ def test_relative_uris_resolve_under_the_storage_path(monkeypatch):
     assert storage_uri("/abs/best.pt") == "/abs/best.pt" and storage_uri("s3://b/x.pt") == "s3://b/x.pt"
     monkeypatch.setenv("CCRS_STORAGE_PATH", "/data/demo")
     assert storage_uri("prepared") == "/data/demo/prepared"
+
+
+def test_the_grafana_dashboard_plots_the_metrics_the_app_exports():
+    import json
+    import re
+    from pathlib import Path
+
+    import serve.metrics
+
+    root = Path(serve.metrics.__file__).parent
+    dash = json.loads((root / "grafana_dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+    documented = set(re.findall(r"``(ccrs_[a-z_]+)``", serve.metrics.__doc__))
+    assert documented and all(f"ray_{name}" in exprs for name in documented)
+    assert "ray_serve_" in exprs
