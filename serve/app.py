@@ -18,11 +18,13 @@ traceback goes to the log under that id, never into a body; the replica keeps se
 """
 
 # no `from __future__ import annotations`: FastAPI must see the request classes built in ingress()
+import asyncio
 import logging
 import time
 from pathlib import Path
 from typing import Annotated
 
+import ray
 from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -64,6 +66,33 @@ def _error(status: int, message: str, request: Request, fields: list[str] | None
     if fields is not None:
         body["fields"] = fields
     return JSONResponse(body, status_code=status)
+
+
+#: A replica that died (SIGKILL, OOM, node loss) mid-request: the call never reached the model code or
+#: its result was lost. Idempotent calls (recommend, respond) are retried on another replica.
+REPLICA_DEATH = (ray.exceptions.ActorDiedError, ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError)
+RETRY_BACKOFF_S = (0.05, 0.2, 0.5)
+
+
+async def retry_on_replica_death(call):
+    """Await ``call()`` (a handle call); retried, bounded (:data:`RETRY_BACKOFF_S`), when the replica
+    serving it died. Serve routes the retry to a live replica; the request keeps its id (the same
+    ingress request). Errors raised by the model code itself are never retried."""
+    for wait in (*RETRY_BACKOFF_S, None):
+        try:
+            return await call()
+        except REPLICA_DEATH as exc:
+            if wait is None:
+                raise
+            log.warning("request %s: replica died (%s); retrying in %.2f s", _rid(), type(exc).__name__, wait)
+            await asyncio.sleep(wait)
+
+
+def _rid() -> str:
+    try:
+        return serve.context._get_serve_request_context().request_id
+    except Exception:
+        return ""
 
 
 def domain_message(exc: BaseException) -> str:
@@ -129,7 +158,8 @@ def ingress(limits: ServeLimits):
 
         async def _recommend(self, req) -> Recommendation:
             turns = [(t.role, t.text) for t in req.turns]
-            return await self.rec.recommend.remote(Query(req.user_id, turns, req.k, req.attention, req.exclude_mentioned))
+            query = Query(req.user_id, turns, req.k, req.attention, req.exclude_mentioned)
+            return await retry_on_replica_death(lambda: self.rec.recommend.remote(query))
 
         @staticmethod
         def _entities(rec: Recommendation) -> list[Entity]:
@@ -154,7 +184,7 @@ def ingress(limits: ServeLimits):
                 rec = await self._recommend(req)
                 names = await self.rec.item_names.remote(rec.ranked)
                 reply = Reply([(t.role, t.text) for t in req.turns], rec.p_u, rec.ranked, rec.mentioned_items)
-                out = await self.gen.respond.remote(req.user_id, reply, names)
+                out = await retry_on_replica_death(lambda: self.gen.respond.remote(req.user_id, reply, names))
             except Exception as exc:
                 return self._internal(exc, request)
             return RespondResponse(response=out.text, items=self._items(rec), style_mixture=out.style_mixture,
