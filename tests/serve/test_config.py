@@ -57,3 +57,38 @@ def test_the_grafana_dashboard_plots_the_metrics_the_app_exports():
     documented = set(re.findall(r"``(ccrs_[a-z_]+)``", serve.metrics.__doc__))
     assert documented and all(f"ray_{name}" in exprs for name in documented)
     assert "ray_serve_" in exprs
+
+
+def test_a_call_whose_replica_died_is_retried_and_model_errors_are_not(monkeypatch):
+    import asyncio
+
+    import pytest
+    import ray.exceptions
+
+    import serve.app as app
+
+    monkeypatch.setattr(app, "RETRY_BACKOFF_S", (0.0, 0.0, 0.0))
+    calls = []
+
+    async def dies_twice():
+        calls.append(1)
+        if len(calls) <= 2:
+            raise ray.exceptions.ActorDiedError()
+        return "ranked"
+
+    assert asyncio.run(app.retry_on_replica_death(dies_twice)) == "ranked" and len(calls) == 3
+
+    async def always_dead():
+        raise ray.exceptions.ActorDiedError()
+
+    with pytest.raises(ray.exceptions.ActorDiedError):  # bounded: 1 + 3 tries, then the error
+        asyncio.run(app.retry_on_replica_death(always_dead))
+
+    async def model_bug():
+        calls.append(1)
+        raise ValueError("a bug in the model code")
+
+    calls.clear()
+    with pytest.raises(ValueError):
+        asyncio.run(app.retry_on_replica_death(model_bug))
+    assert len(calls) == 1
