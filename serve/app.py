@@ -176,7 +176,8 @@ def ingress(limits: ServeLimits):
             except Exception as exc:
                 return self._internal(exc, request)
             return RecommendResponse(items=self._items(rec), user_known=rec.user_known, attention=rec.attention,
-                                     entities=self._entities(rec), rejected=rec.rejected)
+                                     entities=self._entities(rec), rejected=rec.rejected,
+                                     checkpoint_versions={"recommender": rec.version})
 
         @api.post("/v1/respond", response_model=RespondResponse)
         async def respond(self, req: RecommendRequest, request: Request):
@@ -189,7 +190,8 @@ def ingress(limits: ServeLimits):
                 return self._internal(exc, request)
             return RespondResponse(response=out.text, items=self._items(rec), style_mixture=out.style_mixture,
                                    slot_items=[SlotItem(item_id=i, name=names[i]) for i in out.items],
-                                   entities=self._entities(rec), rejected=rec.rejected)
+                                   entities=self._entities(rec), rejected=rec.rejected,
+                                   checkpoint_versions={"recommender": rec.version, "generator": out.version})
 
         @api.post("/v1/users/{user_id}/adapt", response_model=AdaptResponse)
         async def adapt(self, user_id: Annotated[int, PathParam(ge=0, le=MAX_USER_ID)], req: AdaptRequest,

@@ -41,6 +41,7 @@ class Response:
     items: list[int]  # the items placed in the slots, in order
     style_mixture: list[float] | None
     tokens: list[str]
+    version: str = ""  # the checkpoint version that generated it
 
 
 class GeneratorService:
@@ -81,5 +82,5 @@ class GeneratorService:
             filled = fill_slots(words, self.tok.item_placeholder, replies[i].ranked_items, replies[i].mentioned_items,
                                 item_names)
             mix = None if out.mixture is None else [round(float(v), 4) for v in out.mixture[i]]
-            responses.append(Response(filled.text, filled.items, mix, words))
+            responses.append(Response(filled.text, filled.items, mix, words, self.version))
         return responses

@@ -67,6 +67,7 @@ class Recommendation:
     mentioned_items: list[int] = field(default_factory=list)
     attention: dict[str, float] | None = None  # relation name → γ_{r,u} (Eq. 2), mean over heads and layers
     rejected: list[int] = field(default_factory=list)  # item indices the seeker turned down
+    version: str = ""  # the checkpoint version that ranked it (rolling updates: every answer says which)
 
 
 #: A seeker turn that turns down what the recommender just proposed.
@@ -217,7 +218,7 @@ class RecommenderService:
                 spans = states[j].spans
                 out[i] = Recommendation(items, [(e, self.entity_names[e], *spans[e]) for e in ents],
                                         self._row(q.user_id)[1], user is not None, p_u[j], top.indices[j].tolist(),
-                                        mentioned, attention, states[j].rejected)
+                                        mentioned, attention, states[j].rejected, self.version)
         return out  # type: ignore[return-value]
 
     def _adapted_params(self, user_id: int) -> dict[str, Tensor]:

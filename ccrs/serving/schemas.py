@@ -62,6 +62,7 @@ class RecommendResponse(_Strict):
     user_known: bool
     attention: dict[str, float] | None = None
     rejected: list[int] = []  # item ids the seeker turned down in this dialogue: never proposed again
+    checkpoint_versions: dict[str, str] = {}  # {"recommender": ...} that answered (rolling updates)
 
 
 class SlotItem(_Strict):
@@ -76,6 +77,7 @@ class RespondResponse(_Strict):
     slot_items: list[SlotItem]  # the movies placed in the response's item slots, in order
     entities: list[Entity] = []  # what the recommender understood from the dialogue (linked, with spans)
     rejected: list[int] = []  # item ids the seeker turned down: never proposed again
+    checkpoint_versions: dict[str, str] = {}  # {"recommender": ..., "generator": ...} that answered
 
 
 class AdaptResponse(_Strict):

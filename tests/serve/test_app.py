@@ -47,6 +47,8 @@ def test_recommend_returns_named_ranked_items_and_linked_entities(serve_app, mov
     assert scores == sorted(scores, reverse=True)
     assert movies[0] in [e["name"] for e in out["entities"]] or out["entities"]
     assert not out["user_known"] and out["attention"] is None
+    version = serve_app.get("/v1/info")[1]["checkpoint_versions"]["recommender"]
+    assert out["checkpoint_versions"] == {"recommender": version}  # every answer says which model answered
     status, out, _ = serve_app.post("/v1/recommend", {"user_id": known_users[0], "turns": _turns(movies),
                                                       "attention": True})
     assert status == 200 and out["user_known"] and len(out["items"]) == 10  # default k
