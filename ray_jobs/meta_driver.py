@@ -150,7 +150,8 @@ def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> No
         start = training.evaluate("valid").metrics() if rank == 0 else None
         training.record_start(broadcast_object(start, world))
         if rank == 0:
-            print(json.dumps({"stage": training.stage, "epoch": 0, "start": True, **training.summary(start)}), flush=True)
+            print(progress_line(training.stage, 0, None, training.summary(start), 0) + "  (the starting point)",
+                  flush=True)
     while not training.should_stop():
         stats = mean_across_ranks(training.train_epoch(sync, progress=rank == 0 and config["progress"]), world)
         if training.epoch % config["eval_every"] and not training.should_stop():
@@ -166,8 +167,8 @@ def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> No
                    "improved": improved,
                    "replica_checksums": checksums, "replicas_identical": len(set(checksums)) == 1}
         if rank == 0:
-            print(json.dumps({"stage": training.stage, "epoch": training.epoch, "query_loss": stats.get("query_loss"),
-                              **training.summary(valid), "best_epoch": training.best_epoch}), flush=True)
+            print(progress_line(training.stage, training.epoch, stats.get("query_loss"), training.summary(valid),
+                                training.best_epoch), flush=True)
             with tempfile.TemporaryDirectory() as d:
                 torch.save(training.state_dict(), Path(d) / STATE_FILE)
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
@@ -230,6 +231,15 @@ def build_trainer(args: argparse.Namespace, cfg, train_loop: Callable, extra: di
         callbacks=callbacks,
     )
     return TorchTrainer(train_loop, train_loop_config=loop_config, scaling_config=scaling, run_config=run)
+
+
+def progress_line(stage: str, epoch: int, query_loss: float | None, summary: dict, best_epoch: int) -> str:
+    """One readable line per meta-epoch: ``[rec] epoch 3: query loss 5.123  valid ndcg@10 0.1180  (best 3)``."""
+    parts = [f"[{stage}] epoch {epoch}:"]
+    if query_loss is not None:
+        parts.append(f"query loss {query_loss:.3f}")
+    parts += [f"{k.replace('_', ' ', 1)} {v:.4f}" for k, v in summary.items()]
+    return "  ".join(parts) + f"  (best epoch {best_epoch})"
 
 
 def fit_and_report(args: argparse.Namespace, build: Callable[[], Any], keep: tuple[str, ...]) -> dict:
