@@ -255,6 +255,7 @@ class AppArgs(BaseModel):
     max_conversations: int = _LIMITS.max_conversations
     max_body_bytes: int = _LIMITS.max_body_bytes
     fail_user_ids: list[int] = []  # fault injection: requests for these users raise in the Recommender (tests)
+    num_replicas: int = 1  # of Recommender and of Generator (serve/config.yaml autoscales from 2 instead)
 
 
 def check_checkpoints(a: AppArgs) -> None:
@@ -285,6 +286,7 @@ def build_app(args: dict):
     store = AdaptationStore.options(user_config={"cache_size": a.cache_size}).bind()
     rec = Recommender.options(user_config={"rec_ckpt": a.rec_ckpt, "data": a.data, **batching,
                                            "fail_user_ids": a.fail_user_ids},
-                              max_ongoing_requests=ongoing).bind(store)
-    gen = Generator.options(user_config={"gen_ckpt": a.gen_ckpt, **batching}, max_ongoing_requests=ongoing).bind()
+                              max_ongoing_requests=ongoing, num_replicas=a.num_replicas).bind(store)
+    gen = Generator.options(user_config={"gen_ckpt": a.gen_ckpt, **batching}, max_ongoing_requests=ongoing,
+                            num_replicas=a.num_replicas).bind()
     return ingress(limits).options(max_ongoing_requests=4 * ongoing).bind(rec, gen)
