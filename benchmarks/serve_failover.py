@@ -36,7 +36,7 @@ def replica_pids(deployment: str = "Recommender") -> list[int]:
 
 
 def failover_run(rec_ckpt: str, gen_ckpt: str, data: str, bodies: list[dict], clients: int, duration: float,
-                 kill_at: float, port: int) -> dict:
+                 kill_at: float, port: int, replica_num_cpus: float = 0.5) -> dict:
     """Start the app (2 replicas each), load it, SIGKILL one Recommender replica; the load report."""
     from ray import serve
 
@@ -45,7 +45,8 @@ def failover_run(rec_ckpt: str, gen_ckpt: str, data: str, bodies: list[dict], cl
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     common = {k: v if "://" in v else os.path.abspath(v)
               for k, v in {"rec_ckpt": rec_ckpt, "gen_ckpt": gen_ckpt, "data": data}.items()}
-    serve.run(build_app({**common, "num_replicas": 2}), name="ccrs", route_prefix="/")
+    serve.run(build_app({**common, "num_replicas": 2, "replica_num_cpus": replica_num_cpus}), name="ccrs",
+              route_prefix="/")
     before = replica_pids()
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(bodies, f)
@@ -84,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     from serve_load import request_bodies
 
     bodies = request_bodies(args.data, 200)
-    ray.init(address="local", num_cpus=os.cpu_count(), logging_level="WARNING", log_to_driver=False)
+    # 2 + 2 model replicas at 0.5 CPU each + the ingress need 2.1 logical CPUs: declare at least 4
+    # (oversubscribed on a 2-core machine: the point is failover, not throughput)
+    ray.init(address="local", num_cpus=max(4, os.cpu_count()), logging_level="WARNING", log_to_driver=False)
     try:
         r = failover_run(args.rec_ckpt, args.gen_ckpt, args.data, bodies, args.clients, args.duration,
                          args.kill_at, args.port)

@@ -256,6 +256,7 @@ class AppArgs(BaseModel):
     max_body_bytes: int = _LIMITS.max_body_bytes
     fail_user_ids: list[int] = []  # fault injection: requests for these users raise in the Recommender (tests)
     num_replicas: int = 1  # of Recommender and of Generator (serve/config.yaml autoscales from 2 instead)
+    replica_num_cpus: float = 0.5  # CPUs each Recommender / Generator replica reserves
 
 
 def check_checkpoints(a: AppArgs) -> None:
@@ -286,7 +287,8 @@ def build_app(args: dict):
     store = AdaptationStore.options(user_config={"cache_size": a.cache_size}).bind()
     rec = Recommender.options(user_config={"rec_ckpt": a.rec_ckpt, "data": a.data, **batching,
                                            "fail_user_ids": a.fail_user_ids},
-                              max_ongoing_requests=ongoing, num_replicas=a.num_replicas).bind(store)
+                              max_ongoing_requests=ongoing, num_replicas=a.num_replicas,
+                              ray_actor_options={"num_cpus": a.replica_num_cpus}).bind(store)
     gen = Generator.options(user_config={"gen_ckpt": a.gen_ckpt, **batching}, max_ongoing_requests=ongoing,
-                            num_replicas=a.num_replicas).bind()
+                            num_replicas=a.num_replicas, ray_actor_options={"num_cpus": a.replica_num_cpus}).bind()
     return ingress(limits).options(max_ongoing_requests=4 * ongoing).bind(rec, gen)

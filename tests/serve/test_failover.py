@@ -21,7 +21,7 @@ def test_killing_a_recommender_replica_under_load_loses_no_request(ray_cluster, 
     bodies = request_bodies(synth_prepared, 50)
     try:
         r = failover_run(synth_rec_ckpt, tiny_gen_ckpt, synth_prepared, bodies, clients=4, duration=20,
-                         kill_at=6, port=free_port())
+                         kill_at=6, port=free_port(), replica_num_cpus=0.25)  # 2-CPU test cluster
     finally:
         serve.shutdown()
     assert r["requests"] > 50 and r["errors"] == 0, r
