@@ -20,7 +20,10 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	@set -o pipefail; $(BIN)/python -m pip install -q $(TORCH_SPEC) 2>&1 | { grep -v "is ignored" || true; }
-	@set -o pipefail; $(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | { grep -v "is ignored" || true; }
+	@# setuptools' editable_wheel prints a notice per editable install ("be careful with folders named
+	@# like the package"): silenced for that module only, every other warning still shows
+	@set -o pipefail; PYTHONWARNINGS="ignore:::setuptools.command.editable_wheel" \
+	    $(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | { grep -v "is ignored" || true; }
 	@touch $(STAMP)
 	@echo "setup: $(VENV) ready"
 
