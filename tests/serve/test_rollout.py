@@ -1,0 +1,36 @@
+"""A recommender checkpoint rolled out by user_config under load: no request fails and every answer
+names the checkpoint that ranked it (slow; run it alone: ``pytest -m slow tests/serve/test_rollout.py``;
+``benchmarks/serve_rollout.py`` is the real-data run)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+
+@pytest.mark.slow
+def test_a_rollout_under_load_fails_no_request_and_answers_name_their_checkpoint(
+        ray_cluster, synth_prepared, synth_rec_ckpt, tiny_gen_ckpt, tmp_path):
+    from ray import serve
+    from serve_load import request_bodies
+    from serve_rollout import rollout_run
+
+    from ccrs.config import load_config
+    from ccrs.train.rec_trainer import train_recommender
+
+    cfg = load_config(None, ["seed=1", "rec_train.max_epochs=1", "recommender.entity_dim=16",
+                             "recommender.user_dim=16", "recommender.n_heads=2"])
+    train_recommender(cfg, synth_prepared, "user", 0, str(tmp_path / "new"), progress=False)
+    try:
+        r = rollout_run(synth_rec_ckpt, str(tmp_path / "new" / "best.pt"), tiny_gen_ckpt, synth_prepared,
+                        request_bodies(synth_prepared, 50), clients=3, duration=20, roll_at=6, port=free_port(),
+                        replica_num_cpus=0.25)
+    finally:
+        serve.shutdown()
+    assert r["errors"] == 0 and r["requests"] > 30, r
+    assert len(r["versions_seen"]) == 2 and r["version_changes_in_order"] == 1, r
+    assert r["last_versions"] != [r["first_version"]], r
