@@ -129,10 +129,13 @@ class Recommender:
         self.settings: RecommenderSettings | None = None
         self.batch_sizes: Counter[int] = Counter()
 
-    def reconfigure(self, config: dict) -> None:
+    async def reconfigure(self, config: dict) -> None:
+        # async, the load in a thread: the replica keeps answering with the old model while the new
+        # one loads (a rollout under load), then one assignment swaps them
         s = _settings(RecommenderSettings, config, "Recommender")
         if self.svc is None or (s.rec_ckpt, s.data) != (self.settings.rec_ckpt, self.settings.data):
-            self.svc = RecommenderService.load(storage_uri(s.rec_ckpt), storage_uri(s.data))  # errors name the URI
+            self.svc = await asyncio.to_thread(RecommenderService.load, storage_uri(s.rec_ckpt),
+                                               storage_uri(s.data))  # errors name the URI
             log.info("Recommender: loaded %s (version %s, %d items)", s.rec_ckpt, self.svc.version, self.svc.kg.num_items)
         self.settings = s
         self._batch.set_max_batch_size(s.max_batch_size)
@@ -180,10 +183,10 @@ class Generator:
         self.settings: GeneratorSettings | None = None
         self.batch_sizes: Counter[int] = Counter()
 
-    def reconfigure(self, config: dict) -> None:
+    async def reconfigure(self, config: dict) -> None:
         s = _settings(GeneratorSettings, config, "Generator")
         if self.svc is None or s.gen_ckpt != self.settings.gen_ckpt:
-            self.svc = GeneratorService.load(storage_uri(s.gen_ckpt))
+            self.svc = await asyncio.to_thread(GeneratorService.load, storage_uri(s.gen_ckpt))
             log.info("Generator: loaded %s (version %s)", s.gen_ckpt, self.svc.version)
         self.settings = s
         self._batch.set_max_batch_size(s.max_batch_size)
