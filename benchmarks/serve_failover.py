@@ -43,8 +43,9 @@ def failover_run(rec_ckpt: str, gen_ckpt: str, data: str, bodies: list[dict], cl
     from serve.app import build_app
 
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    common = {k: v if "://" in v else os.path.abspath(v)
-              for k, v in {"rec_ckpt": rec_ckpt, "gen_ckpt": gen_ckpt, "data": data}.items()}
+    from serve_load import app_uris
+
+    common = app_uris(rec_ckpt, gen_ckpt, data)
     serve.run(build_app({**common, "num_replicas": 2, "replica_num_cpus": replica_num_cpus}), name="ccrs",
               route_prefix="/")
     before = replica_pids()

@@ -67,6 +67,13 @@ def request_bodies(prepared: str, n: int) -> list[dict]:
     return bodies
 
 
+def app_uris(rec_ckpt: str, gen_ckpt: str, data: str) -> dict[str, str]:
+    """The app's URI arguments made absolute: relative ones would be read under $CCRS_STORAGE_PATH
+    (serve/deployments.py)."""
+    return {k: v if "://" in v else os.path.abspath(v)
+            for k, v in {"rec_ckpt": rec_ckpt, "gen_ckpt": gen_ckpt, "data": data}.items()}
+
+
 def bare_latency(rec_ckpt: str, gen_ckpt: str, prepared: str, bodies: list[dict], repeats: int) -> dict:
     from ccrs.serving.generator_service import GeneratorService, Reply
     from ccrs.serving.recommender_service import Query, RecommenderService
@@ -139,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(address="local", num_cpus=os.cpu_count(), logging_level="WARNING", log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
     base = f"http://127.0.0.1:{args.port}"
-    # absolute: relative URIs in the app's arguments are read under $CCRS_STORAGE_PATH (serve/deployments.py)
-    common = {k: v if "://" in v else os.path.abspath(v)
-              for k, v in {"rec_ckpt": args.rec_ckpt, "gen_ckpt": args.gen_ckpt, "data": args.data}.items()}
+    common = app_uris(args.rec_ckpt, args.gen_ckpt, args.data)
     report: dict = {"command": " ".join(["python benchmarks/serve_load.py", *(argv or sys.argv[1:])]),
                     "machine": f"{os.cpu_count()} CPUs, no GPU", "clients": args.clients,
                     "duration_s": args.duration, "bodies": len(bodies), "bare": bare, "serve": {}}

@@ -48,8 +48,9 @@ def rollout_run(rec_ckpt: str, new_rec_ckpt: str, gen_ckpt: str, data: str, bodi
     from serve.app import build_app
 
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    absolute = {k: v if "://" in v else os.path.abspath(v)
-                for k, v in {"rec_ckpt": rec_ckpt, "gen_ckpt": gen_ckpt, "data": data}.items()}
+    from serve_load import app_uris
+
+    absolute = app_uris(rec_ckpt, gen_ckpt, data)
     args = {**absolute, "num_replicas": 2, "replica_num_cpus": replica_num_cpus}
     serve.run(build_app(args), name="ccrs", route_prefix="/")
     url = f"http://127.0.0.1:{port}/v1/recommend"
