@@ -54,11 +54,11 @@ log = logging.getLogger("ray.serve")
 PAGE = Path(__file__).with_name("static") / "index.html"
 
 
-def _request_id(request: Request) -> str:
+def _request_id(request: Request | None = None) -> str:
     try:
         return serve.context._get_serve_request_context().request_id  # the id Serve logs and returns
     except Exception:  # outside Serve (unit use)
-        return request.headers.get("x-request-id", "")
+        return request.headers.get("x-request-id", "") if request is not None else ""
 
 
 def _error(status: int, message: str, request: Request, fields: list[str] | None = None) -> JSONResponse:
@@ -84,15 +84,8 @@ async def retry_on_replica_death(call):
         except REPLICA_DEATH as exc:
             if wait is None:
                 raise
-            log.warning("request %s: replica died (%s); retrying in %.2f s", _rid(), type(exc).__name__, wait)
+            log.warning("request %s: replica died (%s); retrying in %.2f s", _request_id(), type(exc).__name__, wait)
             await asyncio.sleep(wait)
-
-
-def _rid() -> str:
-    try:
-        return serve.context._get_serve_request_context().request_id
-    except Exception:
-        return ""
 
 
 def domain_message(exc: BaseException) -> str:
