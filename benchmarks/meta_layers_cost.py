@@ -1,15 +1,21 @@
-"""Cost of one recommender meta-batch against the entity-encoder depth L (why the 2-CPU sweep fixes L=1).
+"""Cost of one recommender meta-batch against the entity-encoder depth L, for each way to make it fit.
 
-    .venv/bin/python benchmarks/meta_layers_cost.py --prepared runs/demo/prepared [--layers 1 2 3] [--cap-gb 16] \
-        [--paths shared per_sample]
+    .venv/bin/python benchmarks/meta_layers_cost.py --prepared runs/real/prepared [--layers 1 2 3] [--cap-gb 16] \
+        [--paths shared per_sample first_order cap16]
 
-For each L, a fresh child process builds ``RecMetaTraining`` on the prepared data (fold 0, paper
-defaults but ``n_heads=8``), runs ``--batches`` second-order MAML meta-batches (one worker, no Ray),
-and reports seconds per meta-batch and its peak RSS, for each neighbourhood path side by side:
-``shared`` (``recommender.share_user_neighbourhoods=true``: each user's entities encoded once per
-batch) and ``per_sample`` (the earlier path: once per sample). Each child's address space is capped at
-``--cap-gb`` (``RLIMIT_AS``) so a depth that does not fit fails with an allocation error instead of
-waking the kernel's OOM killer. Writes results/meta_layers_cost.{json,md}.
+For each L and path, a fresh child process builds ``RecMetaTraining`` on the prepared data (fold 0,
+paper defaults but ``n_heads=8``), runs ``--batches`` MAML meta-batches (8 users each, one worker, no
+Ray), and reports seconds per meta-batch and its peak RSS, side by side:
+
+* ``per_sample``: neighbourhoods keyed by sample (the earlier path), second order;
+* ``shared``: each user's entities encoded once per batch (``recommender.share_user_neighbourhoods``,
+  the default), second order;
+* ``first_order``: shared + first-order inner loop (``rec_meta.first_order=true``);
+* ``capK`` (e.g. ``cap16``): shared + the fan-out cap ``recommender.max_in_edges=K``, second order.
+
+Each child's address space is capped at ``--cap-gb`` (``RLIMIT_AS``) so a path that does not fit fails
+with an allocation error instead of waking the kernel's OOM killer. Writes
+results/meta_layers_cost.{json,md}.
 """
 
 from __future__ import annotations
@@ -31,8 +37,13 @@ from ccrs.meta.rec_training import RecMetaTraining
 layers, prepared, n, path = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[5]
 out = {"layers": layers, "path": path}
 try:
-    cfg = load_config(None, [f"recommender.n_layers={layers}", "recommender.n_heads=8",
-                             f"recommender.share_user_neighbourhoods={'true' if path == 'shared' else 'false'}"])
+    over = [f"recommender.n_layers={layers}", "recommender.n_heads=8",
+            f"recommender.share_user_neighbourhoods={'false' if path == 'per_sample' else 'true'}"]
+    if path == "first_order":
+        over.append("rec_meta.first_order=true")
+    elif path.startswith("cap"):
+        over.append(f"recommender.max_in_edges={int(path[3:])}")
+    cfg = load_config(None, over)
     training = RecMetaTraining(cfg, prepared, 0)
     batches = training.meta_batches(0)[:n]
     training.meta_batches = lambda epoch: batches  # time exactly n meta-batches
@@ -54,8 +65,12 @@ def main() -> None:
     ap.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--batches", type=int, default=4)
     ap.add_argument("--cap-gb", type=float, default=16.0, help="address-space cap of each child process")
-    ap.add_argument("--paths", nargs="+", default=["shared", "per_sample"], choices=["shared", "per_sample"])
+    ap.add_argument("--paths", nargs="+", default=["shared", "per_sample", "first_order", "cap16"],
+                    help="shared, per_sample, first_order, capK (K = max in-edges per node)")
     args = ap.parse_args()
+    for path in args.paths:
+        if path not in ("shared", "per_sample", "first_order") and not (path.startswith("cap") and path[3:].isdigit()):
+            ap.error(f"--paths: unknown path {path!r} (shared, per_sample, first_order, capK)")
     rows = []
     for layers in args.layers:
         for path in args.paths:
@@ -75,15 +90,17 @@ def main() -> None:
     by = {(r["layers"], r["path"]): r for r in rows}
     for r in rows:
         other = by.get((r["layers"], "per_sample"))
-        if r["path"] == "shared" and other and "seconds_per_meta_batch" in r and "seconds_per_meta_batch" in other:
+        if r["path"] != "per_sample" and other and "seconds_per_meta_batch" in r and "seconds_per_meta_batch" in other:
             r["speedup_vs_per_sample"] = other["seconds_per_meta_batch"] / r["seconds_per_meta_batch"]
     command = "python benchmarks/meta_layers_cost.py " + " ".join(sys.argv[1:])
     report = {"command": command, "cap_gb": args.cap_gb, "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "meta_layers_cost.json").write_text(json.dumps(report, indent=2) + "\n")
-    md = ["# Recommender meta-batch cost against L (one process, n_heads=8, second-order MAML)", "",
-          f"    {command}", "", f"Each L in its own process, address space capped at {args.cap_gb} GB.", "",
-          "| L | neighbourhoods | s / meta-batch | × L=1 (same path) | speed-up of shared | peak RSS (GB) | outcome |",
+    md = ["# Recommender meta-batch cost against L (one process, 8 users per meta-batch, n_heads=8)", "",
+          f"    {command}", "", f"Each L in its own process, address space capped at {args.cap_gb} GB. Paths: per_sample = "
+          "neighbourhoods per sample, second order; shared = per user (default), second order; first_order = "
+          "shared + first-order inner loop; capK = shared + at most K in-edges per KG node, second order.", "",
+          "| L | neighbourhoods | s / meta-batch | × L=1 (same path) | speed-up vs per_sample | peak RSS (GB) | outcome |",
           "|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
         sec = f"{r['seconds_per_meta_batch']:.2f}" if "seconds_per_meta_batch" in r else "—"

@@ -91,6 +91,10 @@ class RecommenderConfig:
     #: Encode each (user row, entity) once per batch instead of once per sample: the samples of a
     #: user share their neighbourhood nodes (same outputs; False = the per-sample path, for checks).
     share_user_neighbourhoods: bool = True
+    #: Optional fan-out cap: every KG node keeps at most this many in-edges (a uniform sample drawn
+    #: once, seed 0; the same graph in training and serving). 0 = the whole KG (the paper). Bounds the
+    #: memory of deep encoders (L = 3); its effect on valid metrics: results/meta_layers_cost.md.
+    max_in_edges: int = 0
     #: Turn index embedded by the turn encoder (Eq. 7): ``recency`` (t - t_j) or ``absolute`` (t_j).
     turn_mode: str = "recency"
     #: √d of Eq. 2: ``head`` (per-head dim) or ``model`` (full d).
@@ -116,6 +120,8 @@ class RecommenderConfig:
             raise ConfigError(f"recommender.gamma_temperature must be > 0, got {self.gamma_temperature}")
         if self.gamma_penalty < 0:
             raise ConfigError(f"recommender.gamma_penalty must be >= 0, got {self.gamma_penalty}")
+        if self.max_in_edges < 0:
+            raise ConfigError(f"recommender.max_in_edges must be >= 0 (0 = no cap), got {self.max_in_edges}")
         _one_of("recommender.item_table", self.item_table, ("auto", "embedding", "encoder"))
         if self.entity_dim % self.n_heads:
             raise ConfigError(f"recommender.entity_dim={self.entity_dim} must be divisible by n_heads={self.n_heads}")

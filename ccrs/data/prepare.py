@@ -269,6 +269,7 @@ def build_tables(
     conv_cols: dict[str, list] = defaultdict(list)
     turn_cols: dict[str, list] = defaultdict(list)
     sample_cols: dict[str, list] = defaultdict(list)
+    fb_cols: dict[str, list] = defaultdict(list)
     for c in convs:
         turns = all_turns[c.conversation_id]
         conv_cols["conversation_id"].append(c.conversation_id)
@@ -289,6 +290,16 @@ def build_tables(
             turn_cols["movie_ids"].append(t.movie_ids)
             turn_cols["item_ids"].append(t.item_ids)
             turn_cols["entity_ids"].append(t.entity_ids)
+        for mid, (suggested, seen, liked, by) in sorted(c.feedback.items()):
+            if mid not in movie_entity:  # answered about a movie the conversation never names: no entity
+                continue
+            fb_cols["conversation_id"].append(c.conversation_id)
+            fb_cols["movie_id"].append(mid)
+            fb_cols["entity_id"].append(movie_entity[mid])
+            fb_cols["suggested"].append(suggested)
+            fb_cols["seen"].append(seen)
+            fb_cols["liked"].append(liked)
+            fb_cols["answered_by"].append(by)
         for s in rec_samples(c.conversation_id, c.seeker_id, turns):
             sample_cols["sample_id"].append(len(sample_cols["sample_id"]))
             sample_cols["conversation_id"].append(s.conversation_id)
@@ -343,6 +354,7 @@ def build_tables(
         "turns": _table("turns", turn_cols),
         "tasks": _table("tasks", task_cols),
         "rec_samples": _table("rec_samples", sample_cols),
+        "movie_feedback": _table("movie_feedback", fb_cols),
     }
     n_utterances = sum(len(t.entity_ids) for ts in all_turns.values() for t in ts)
     stats = {

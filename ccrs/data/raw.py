@@ -51,6 +51,10 @@ class RawConversation:
     is_test_side: bool
     line: int
     turns_merged: bool = False
+    #: ReDial's movie questionnaire: movie id → (suggested, seen, liked, answered_by). The seeker's
+    #: answers (``initiatorQuestions``) where given, else the recommender's (``respondentQuestions``).
+    #: suggested ∈ {0, 1} (the recommender proposed it); seen/liked ∈ {0 no, 1 yes, 2 did not say}.
+    feedback: dict[int, tuple[int, int, int, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -124,6 +128,41 @@ _REQUIRED = {
 }
 
 
+_ANSWERS = {"suggested": (0, 1), "seen": (0, 1, 2), "liked": (0, 1, 2)}
+
+
+def _parse_questions(obj: dict, key: str, where: str) -> dict[int, tuple[int, int, int]]:
+    """``initiatorQuestions`` / ``respondentQuestions``: {movieId: {suggested, seen, liked}}."""
+    raw = obj.get(key) or {}
+    if not isinstance(raw, dict):
+        raise RawDataError(f"{where}: field {key!r} must be an object {{movieId: answers}}")
+    out = {}
+    for k, answers in raw.items():
+        try:
+            mid = int(k)
+        except ValueError:
+            raise RawDataError(f"{where}: {key} key {k!r} is not a movie id") from None
+        if not isinstance(answers, dict):
+            raise RawDataError(f"{where}: {key}[{k}] must be an object")
+        vals = []
+        for name, allowed in _ANSWERS.items():
+            v = answers.get(name, 2 if name != "suggested" else 0)
+            if isinstance(v, bool) or not isinstance(v, int) or v not in allowed:
+                raise RawDataError(f"{where}: {key}[{k}].{name} must be one of {allowed}, got {v!r}")
+            vals.append(v)
+        out[mid] = tuple(vals)
+    return out
+
+
+def parse_feedback(obj: dict, where: str) -> dict[int, tuple[int, int, int, str]]:
+    """The questionnaire of one conversation: the seeker's answers, else the recommender's."""
+    seeker = _parse_questions(obj, "initiatorQuestions", where)
+    recommender = _parse_questions(obj, "respondentQuestions", where)
+    if seeker:
+        return {m: (*v, "seeker") for m, v in seeker.items()}
+    return {m: (*v, "recommender") for m, v in recommender.items()}
+
+
 def _parse_conversation(obj: object, where: str) -> tuple[str, int, int, list[RawMessage], dict[int, str]]:
     if not isinstance(obj, dict):
         raise RawDataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
@@ -172,6 +211,7 @@ def read_dialog_file(
                 except json.JSONDecodeError as exc:
                     raise RawDataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
                 cid, seeker, rec, messages, mentions = _parse_conversation(obj, where)
+                feedback = parse_feedback(obj, where)
             except RawDataError:
                 if not skip_bad_lines:
                     raise
@@ -188,6 +228,7 @@ def read_dialog_file(
                     is_test_side=test_side,
                     line=lineno,
                     turns_merged=bool(obj.get("_turns_merged", False)),
+                    feedback=feedback,
                 )
             )
     report.conversations = len(convs)

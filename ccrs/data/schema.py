@@ -7,7 +7,7 @@ KG node. Items (rankable movies) are the entities with ``is_item``; ``item_index
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: movie_feedback (ReDial's questionnaire)
 
 _ids = pa.list_(pa.int64())
 
@@ -64,6 +64,17 @@ TABLES: dict[str, pa.Schema] = {
             ("n_conversations", pa.int32()),
             ("support_conversation_ids", pa.list_(pa.string())),
             ("query_conversation_ids", pa.list_(pa.string())),
+        ]
+    ),
+    "movie_feedback": pa.schema(
+        [
+            ("conversation_id", pa.string()),
+            ("movie_id", pa.int64()),  # ReDial @movieId
+            ("entity_id", pa.int64()),  # the movie's entity (see ``movies``)
+            ("suggested", pa.int8()),  # 1: the recommender proposed it in this conversation
+            ("seen", pa.int8()),  # 0 no, 1 yes, 2 did not say
+            ("liked", pa.int8()),  # 0 no, 1 yes, 2 did not say
+            ("answered_by", pa.string()),  # seeker (initiatorQuestions) | recommender (respondentQuestions)
         ]
     ),
     "rec_samples": pa.schema(

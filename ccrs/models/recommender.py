@@ -123,7 +123,8 @@ class Recommender(nn.Module):
 
     def _in_edge_index(self) -> InEdgeIndex:
         if self._in_edges is None:  # built once, on CPU (index arithmetic, no parameters)
-            self._in_edges = InEdgeIndex(self.edge_index.cpu(), self.edge_type.cpu(), self.num_entities)
+            self._in_edges = InEdgeIndex(self.edge_index.cpu(), self.edge_type.cpu(), self.num_entities,
+                                         max_in_edges=self.cfg.max_in_edges)
         return self._in_edges
 
     def _rgcn_targets(self, targets: Tensor) -> tuple[Tensor, Tensor]:

@@ -72,10 +72,37 @@ def batch_neighbourhoods(
     )
 
 
-class InEdgeIndex:
-    """The KG's in-edges grouped by target node (CSR), for fast batched neighbourhood extraction."""
+def cap_in_edges(dst: Tensor, num_nodes: int, max_in_edges: int, seed: int = 0) -> Tensor:
+    """Positions (sorted) of the edges kept when every node keeps at most ``max_in_edges`` of its
+    in-edges, chosen uniformly at random (``seed``). Nodes with fewer keep all of theirs."""
+    gen = torch.Generator().manual_seed(seed)
+    key = torch.rand(dst.numel(), generator=gen)
+    order = torch.argsort(dst.to(torch.float64) * 2 + key.to(torch.float64))  # by node, random within
+    sorted_dst = dst[order]
+    counts = torch.bincount(sorted_dst, minlength=num_nodes)
+    start = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(dst.numel()) - start[sorted_dst]
+    return torch.sort(order[rank < max_in_edges]).values
 
-    def __init__(self, edge_index: Tensor, edge_type: Tensor, num_nodes: int) -> None:
+
+class InEdgeIndex:
+    """The KG's in-edges grouped by target node (CSR), for fast batched neighbourhood extraction.
+
+    ``max_in_edges`` (optional fan-out cap, 0 = all): each node keeps at most that many in-edges, a
+    uniform sample drawn once with ``seed`` — a fixed, smaller KG, identical in training, meta-test and
+    serving (not resampled per batch, so the model stays deterministic). An L-hop neighbourhood then
+    holds at most ``m·(1 + K + … + K^(L-1))`` edges per user for ``m`` mentions, which bounds the memory
+    of deep encoders on hub-heavy graphs (DBpedia's genre and country nodes have thousands of in-edges).
+    """
+
+    def __init__(self, edge_index: Tensor, edge_type: Tensor, num_nodes: int, max_in_edges: int = 0,
+                 seed: int = 0) -> None:
+        if max_in_edges < 0:
+            raise ValueError(f"max_in_edges must be >= 0 (0 = no cap), got {max_in_edges}")
+        if max_in_edges:
+            keep = cap_in_edges(edge_index[1], num_nodes, max_in_edges, seed)
+            edge_index, edge_type = edge_index[:, keep], edge_type[keep]
+        self.max_in_edges = max_in_edges
         order = torch.argsort(edge_index[1], stable=True)
         self.src = edge_index[0, order].contiguous()
         self.dst = edge_index[1, order].contiguous()

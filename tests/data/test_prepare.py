@@ -32,7 +32,7 @@ def test_every_table_has_its_schema(prepared):
 def test_manifest_records_sources_counts_and_seed(prepared):
     ds, result = prepared
     m = ds.manifest
-    assert m["schema_version"] == 1 and m["split_seed"] == 42
+    assert m["schema_version"] == 2 and m["split_seed"] == 42
     assert set(m["sources"]) >= {"movies_with_mentions.csv", "dialogs/train_data.jsonl", "dialogs/test_data.jsonl"}
     assert all(len(h) == 64 for h in m["sources"].values())
     assert m["summary"]["conversations"] == 30 * 4

@@ -71,3 +71,20 @@ def test_grouped_samples_share_nodes_and_keep_their_mentions():
     assert torch.equal(index.batch(contexts, 2, groups=torch.arange(4)).node_ids, per_sample.node_ids)
     with pytest.raises(ValueError, match="one value per sample"):
         index.batch(contexts, 2, groups=torch.tensor([1, 2]))
+
+
+def test_fan_out_cap_keeps_at_most_k_in_edges_per_node_and_is_fixed():
+    ei, et = tiny_graph(n=50, n_rel=4, seed=5, extra_edges=400)
+    full_counts = torch.bincount(ei[1], minlength=50)
+    capped = InEdgeIndex(ei, et, 50, max_in_edges=3)
+    counts = torch.bincount(capped.dst, minlength=50)
+    assert torch.equal(counts, full_counts.clamp(max=3))  # nodes under the cap keep every edge
+    kept = set(zip(capped.src.tolist(), capped.dst.tolist(), capped.edge_type.tolist()))
+    assert kept <= set(zip(ei[0].tolist(), ei[1].tolist(), et.tolist()))  # a subset of the KG's edges
+    again = InEdgeIndex(ei, et, 50, max_in_edges=3)
+    assert torch.equal(again.src, capped.src) and torch.equal(again.edge_type, capped.edge_type)  # drawn once
+    batch = capped.batch([[3, 17]], 2)
+    assert torch.bincount(batch.edge_index[1]).max() <= 3
+    assert torch.equal(InEdgeIndex(ei, et, 50, max_in_edges=10_000).src, InEdgeIndex(ei, et, 50).src)
+    with pytest.raises(ValueError, match="max_in_edges"):
+        InEdgeIndex(ei, et, 50, max_in_edges=-1)
