@@ -225,6 +225,32 @@ def _cmd_eval_decoding(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval_interactive(args: argparse.Namespace) -> int:
+    from ccrs.data.dataset import PreparedDataset
+    from ccrs.eval.interactive import InteractiveConfig, build_sessions, run_interactive, simulator_for, summarize
+    from ccrs.experiments.interactive_table import format_run_markdown, write_run
+
+    cfg = InteractiveConfig(args.endpoint, args.rounds, args.k, args.adapt, args.concurrency, args.timeout_s,
+                            args.session_timeout_s, args.seed)
+    ds = PreparedDataset.open(args.prepared)
+    sim = simulator_for(ds, args.seed)
+    sessions, support, counts = build_sessions(ds, args.fold, sim, args.split, args.part, args.max_sessions or None)
+    if not sessions:
+        raise ConfigError(f"fold {args.fold}: no {args.part} user has a conversation with a suggested-and-liked movie")
+    run = run_interactive(cfg, sessions, support, sim, progress=not args.quiet)
+    summary = summarize(run.records, cfg.rounds)
+    command = "ccrs " + shlex.join(args.argv)
+    report = {"command": command, "config": vars(cfg), "fold": args.fold, "part": args.part, "counts": counts,
+              "summary": summary, "http_calls": run.http_calls, "http_errors": run.http_errors,
+              "error_messages": run.error_messages, "wall_s": run.wall_s,
+              "adapt_ms_mean": (sum(run.adapt_ms.values()) / len(run.adapt_ms)) if run.adapt_ms else None}
+    print(format_run_markdown(report))
+    if args.save:
+        write_run(report, run.records, args.save)
+        print(f"saved {args.save}.json, {args.save}.md and {args.save}_sessions.jsonl.gz", file=sys.stderr)
+    return 1 if run.http_errors else 0
+
+
 def _cmd_figures(args: argparse.Namespace) -> int:
     from ccrs.experiments.figures import make_figures
 
@@ -352,6 +378,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-users", type=int, default=0, help="decode the first N users only (0 = all)")
     p.add_argument("--save", help="write <SAVE>.json, <SAVE>.md and <SAVE>_responses/")
     p.set_defaults(func=_cmd_eval_decoding)
+
+    p = esub.add_parser("interactive", help="simulated seekers converse with a served system over HTTP: success@round, "
+                                            "rounds to success, target recall (with --adapt: users adapted first)")
+    p.add_argument("--endpoint", required=True, help="the app's base URL, e.g. http://127.0.0.1:8000/")
+    p.add_argument("--prepared", required=True)
+    p.add_argument("--split", default="user", choices=("user",))
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--part", choices=("test", "valid"), default="test", help="whose conversations (valid: to choose options)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--adapt", action="store_true", help="send each user's support conversations to /v1/users/{id}/adapt first")
+    p.add_argument("--concurrency", type=int, default=4, help="sessions at once")
+    p.add_argument("--timeout-s", type=float, default=30.0, help="per HTTP call")
+    p.add_argument("--session-timeout-s", type=float, default=300.0)
+    p.add_argument("--max-sessions", type=int, default=0, help="the first N sessions only (0 = all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save", help="write <SAVE>.json, <SAVE>.md and <SAVE>_sessions.jsonl.gz")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_eval_interactive)
 
     diag = sub.add_parser("diagnose", help="does the customization customize? (β sweep, attention, γ, cold start)")
     dgsub = diag.add_subparsers(dest="diagnose_command", required=True)

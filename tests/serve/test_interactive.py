@@ -1,0 +1,46 @@
+"""Interactive evaluation against the real Serve app (tiny checkpoints, synthetic data) over HTTP."""
+
+import numpy as np
+
+from ccrs.data.dataset import PreparedDataset
+from ccrs.eval.interactive import (InteractiveConfig, build_sessions, chance_success, run_interactive,
+                                   simulator_for, summarize)
+
+ROUNDS, K = 3, 5
+
+
+def _run(endpoint, synth_prepared, adapt=False, **kw):
+    ds = PreparedDataset.open(synth_prepared)
+    sim = simulator_for(ds)
+    sessions, support, _ = build_sessions(ds, 0, sim)
+    # The test app's limits: 6 turns of 200 characters, 5 conversations per adaptation.
+    cfg = InteractiveConfig(endpoint, rounds=ROUNDS, k=K, adapt=adapt, concurrency=4, max_turns=6,
+                            max_conversations=5, timeout_s=30, **kw)
+    return ds, sessions, run_interactive(cfg, sessions, support, sim, progress=False)
+
+
+def test_sessions_over_http_beat_chance_and_success_is_the_first_hit(serve_app, synth_prepared):
+    ds, sessions, run = _run(serve_app.base, synth_prepared)
+    assert run.http_errors == 0 and len(run.records) == len(sessions) > 0
+    s = summarize(run.records, ROUNDS)
+    n_items = int(np.sum(ds.table("entities").column("is_item").to_numpy(zero_copy_only=False)))
+    targets = {x.conversation_id: x.targets for x in sessions}
+    chance = np.mean([chance_success(n_items, len(targets[r["conversation_id"]]), K, ROUNDS) for r in run.records])
+    assert s["success_at"][-1] > 2 * chance, (s["success_at"], chance)  # the model has seen the targets' neighbours
+    assert all(a <= b for a, b in zip(s["success_at"], s["success_at"][1:], strict=False))
+    for r in run.records:  # success: exactly the first round whose top-k holds a target
+        hits = [i + 1 for i, rd in enumerate(r["rounds"]) if set(rd["ranked"]) & set(r["targets"])]
+        assert r["success_round"] == (hits[0] if hits else None)
+        assert len(r["rounds"]) == (r["success_round"] or ROUNDS)
+        for later, earlier in zip(r["rounds"][1:], r["rounds"], strict=False):  # turned-down proposals are gone
+            assert later["rejected"] >= 1 and not set(later["ranked"]) & set(earlier["ranked"])
+
+
+def test_adaptation_over_http_and_failed_calls_are_counted_not_retried(serve_app, synth_prepared):
+    _, sessions, run = _run(serve_app.base, synth_prepared, adapt=True)
+    assert run.http_errors == 0 and run.adapt_ms and all(r["adapted"] for r in run.records)
+    dead = "http://127.0.0.1:9/"  # nothing listens on the discard port
+    _, sessions, run = _run(dead, synth_prepared)
+    assert run.http_errors == run.http_calls == len(sessions)  # one failed call per session, no retry
+    assert all(r["error"] and not r["rounds"] for r in run.records)
+    assert summarize(run.records, ROUNDS)["errors"] == len(sessions)
