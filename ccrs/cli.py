@@ -231,7 +231,7 @@ def _cmd_eval_interactive(args: argparse.Namespace) -> int:
     from ccrs.experiments.interactive_table import format_run_markdown, write_run
 
     cfg = InteractiveConfig(args.endpoint, args.rounds, args.k, args.adapt, args.concurrency, args.timeout_s,
-                            args.session_timeout_s, args.seed)
+                            args.session_timeout_s, args.seed, args.max_conversations, args.max_turns)
     ds = PreparedDataset.open(args.prepared)
     sim = simulator_for(ds, args.seed)
     sessions, support, counts = build_sessions(ds, args.fold, sim, args.split, args.part, args.max_sessions or None)
@@ -393,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-s", type=float, default=30.0, help="per HTTP call")
     p.add_argument("--session-timeout-s", type=float, default=300.0)
     p.add_argument("--max-sessions", type=int, default=0, help="the first N sessions only (0 = all)")
+    p.add_argument("--max-turns", type=int, default=50, help="send the dialogue's last N turns (the app's max_turns)")
+    p.add_argument("--max-conversations", type=int, default=50, help="support conversations per adaptation request")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", help="write <SAVE>.json, <SAVE>.md and <SAVE>_sessions.jsonl.gz")
     p.add_argument("-q", "--quiet", action="store_true")

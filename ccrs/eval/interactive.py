@@ -272,7 +272,10 @@ def compare(a: list[dict], b: list[dict], rounds: int, n_resamples: int = 10_000
     users = [k[0] for k in both]
     sa = success_matrix([ra[k] for k in both], rounds)[:, -1]
     sb = success_matrix([rb[k] for k in both], rounds)[:, -1]
-    out = {"sessions": len(both), "success": paired_tests(sa, sb, users, n_resamples)}
+    out = {"sessions": len(both), "success": paired_tests(sa, sb, users, n_resamples),
+           # does the top-k differ at all? (adaptation that never changes a list cannot change success)
+           "first_round_topk_differs": float(np.mean([ra[k]["rounds"][0]["ranked"] != rb[k]["rounds"][0]["ranked"]
+                                                      for k in both if ra[k]["rounds"] and rb[k]["rounds"]]))}
     out["recall"] = paired_tests([target_recall(ra[k]) for k in both], [target_recall(rb[k]) for k in both],
                                  users, n_resamples)
     return out

@@ -83,13 +83,13 @@ def format_table_markdown(report: dict) -> str:
     if report["comparisons"]:
         lines += ["", f"Paired tests on the same sessions (a − b; success@{T} and target recall; p by sign flips of "
                       "samples and of whole users):", "",
-                  "| a vs b | sessions | Δ success | p sample | p user | Δ recall | p sample | p user |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| a vs b | sessions | round-1 top-k differs | Δ success | p sample | p user | Δ recall | p sample | p user |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, c in report["comparisons"].items():
             if not c.get("sessions"):
                 continue
             s, r = c["success"], c["recall"]
-            lines.append(f"| {name} | {c['sessions']} | {s['diff']:+.3f} | {s['p_permutation']:.4f} | "
+            lines.append(f"| {name} | {c['sessions']} | {c['first_round_topk_differs']:.3f} | {s['diff']:+.3f} | {s['p_permutation']:.4f} | "
                          f"{s['p_user_permutation']:.4f} | {r['diff']:+.3f} | {r['p_permutation']:.4f} | "
                          f"{r['p_user_permutation']:.4f} |")
     return "\n".join(lines) + "\n"

@@ -1,5 +1,7 @@
 """Interactive evaluation against the real Serve app (tiny checkpoints, synthetic data) over HTTP."""
 
+import json
+
 import numpy as np
 
 from ccrs.data.dataset import PreparedDataset
@@ -36,9 +38,20 @@ def test_sessions_over_http_beat_chance_and_success_is_the_first_hit(serve_app, 
             assert later["rejected"] >= 1 and not set(later["ranked"]) & set(earlier["ranked"])
 
 
-def test_adaptation_over_http_and_failed_calls_are_counted_not_retried(serve_app, synth_prepared):
-    _, sessions, run = _run(serve_app.base, synth_prepared, adapt=True)
-    assert run.http_errors == 0 and run.adapt_ms and all(r["adapted"] for r in run.records)
+def test_cli_with_adaptation_saves_records_and_failed_calls_are_counted_not_retried(serve_app, synth_prepared, tmp_path):
+    from ccrs.cli import main
+    from ccrs.experiments.interactive_table import read_records
+
+    save = tmp_path / "interactive"
+    rc = main(["eval", "interactive", "--endpoint", serve_app.base, "--prepared", synth_prepared, "--fold", "0",
+               "--rounds", str(ROUNDS), "--k", str(K), "--adapt", "--max-turns", "6", "--max-conversations", "5",
+               "--save", str(save), "-q"])
+    report = json.loads(save.with_suffix(".json").read_text())
+    records = read_records(tmp_path / "interactive_sessions.jsonl.gz")
+    assert rc == 0 and report["http_errors"] == 0 and report["adapt_ms_mean"] > 0
+    assert len(records) == report["summary"]["sessions"] > 0 and all(r["adapted"] for r in records)
+    assert "success@3" in save.with_suffix(".md").read_text()
+    assert not any("text" in json.dumps(r) for r in records)  # ids and timings only, no dialogue text
     dead = "http://127.0.0.1:9/"  # nothing listens on the discard port
     _, sessions, run = _run(dead, synth_prepared)
     assert run.http_errors == run.http_calls == len(sessions)  # one failed call per session, no retry
