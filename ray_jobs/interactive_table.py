@@ -51,7 +51,7 @@ def deploy(rec_ckpt: str, data: str, port: int) -> str:
     from serve.app import build_app
 
     serve.run(build_app({"rec_ckpt": os.path.abspath(rec_ckpt), "data": os.path.abspath(data), "num_replicas": 1,
-                         "replica_num_cpus": 0.5}), name="ccrs", route_prefix="/")
+                         "replica_num_cpus": 0.5, "recommender_only": True}), name="ccrs", route_prefix="/")
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
     while True:

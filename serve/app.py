@@ -146,8 +146,8 @@ def ingress(limits: ServeLimits):
     @serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.1})
     @serve.ingress(api)
     class Ingress:
-        def __init__(self, recommender: DeploymentHandle, generator: DeploymentHandle) -> None:
-            self.rec, self.gen = recommender, generator
+        def __init__(self, recommender: DeploymentHandle, generator: DeploymentHandle | None) -> None:
+            self.rec, self.gen = recommender, generator  # generator None: a recommender-only app
 
         async def _recommend(self, req) -> Recommendation:
             turns = [(t.role, t.text) for t in req.turns]
@@ -174,6 +174,8 @@ def ingress(limits: ServeLimits):
 
         @api.post("/v1/respond", response_model=RespondResponse)
         async def respond(self, req: RecommendRequest, request: Request):
+            if self.gen is None:
+                return _error(503, "no generator deployed (recommender-only app)", request)
             try:
                 rec = await self._recommend(req)
                 names = await self.rec.item_names.remote(rec.ranked)
@@ -207,14 +209,16 @@ def ingress(limits: ServeLimits):
 
         @api.get("/v1/info", response_model=InfoResponse)
         async def info(self) -> dict:
-            rec, gen = await self.rec.info.remote(), await self.gen.info.remote()
-            return {"recommender": rec, "generator": gen, "items": rec["items"],
-                    "checkpoint_versions": {"recommender": rec["version"], "generator": gen["version"]},
+            rec = await self.rec.info.remote()
+            gen = await self.gen.info.remote() if self.gen is not None else None
+            versions = {"recommender": rec["version"]} | ({"generator": gen["version"]} if gen else {})
+            return {"recommender": rec, "generator": gen, "items": rec["items"], "checkpoint_versions": versions,
                     "limits": vars(limits)}
 
         @api.get("/v1/stats")
         async def stats(self) -> dict:
-            return {"recommender": await self.rec.stats.remote(), "generator": await self.gen.stats.remote()}
+            gen = await self.gen.stats.remote() if self.gen is not None else None
+            return {"recommender": await self.rec.stats.remote(), "generator": gen}
 
         @api.get("/", response_class=HTMLResponse, include_in_schema=False)
         async def page(self) -> str:
@@ -250,6 +254,7 @@ class AppArgs(BaseModel):
     fail_user_ids: list[int] = []  # fault injection: requests for these users raise in the Recommender (tests)
     num_replicas: int = 1  # of Recommender and of Generator (serve/config.yaml autoscales from 2 instead)
     replica_num_cpus: float = 0.5  # CPUs each Recommender / Generator replica reserves
+    recommender_only: bool = False  # no Generator deployment: /v1/respond answers 503 (evaluation, ranking APIs)
 
 
 def check_checkpoints(a: AppArgs) -> None:
@@ -282,6 +287,9 @@ def build_app(args: dict):
                                            "fail_user_ids": a.fail_user_ids},
                               max_ongoing_requests=ongoing, num_replicas=a.num_replicas,
                               ray_actor_options={"num_cpus": a.replica_num_cpus}).bind(store)
-    gen = Generator.options(user_config={"gen_ckpt": a.gen_ckpt, **batching}, max_ongoing_requests=ongoing,
-                            num_replicas=a.num_replicas, ray_actor_options={"num_cpus": a.replica_num_cpus}).bind()
+    if a.recommender_only and a.gen_ckpt:
+        raise ValueError("recommender_only=true with a gen_ckpt: drop one of them")
+    gen = None if a.recommender_only else Generator.options(
+        user_config={"gen_ckpt": a.gen_ckpt, **batching}, max_ongoing_requests=ongoing,
+        num_replicas=a.num_replicas, ray_actor_options={"num_cpus": a.replica_num_cpus}).bind()
     return ingress(limits).options(max_ongoing_requests=4 * ongoing).bind(rec, gen)

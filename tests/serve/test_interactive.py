@@ -2,13 +2,43 @@
 
 import json
 
+import time
+import urllib.error
+import urllib.request
+
 import numpy as np
+import pytest
 
 from ccrs.data.dataset import PreparedDataset
 from ccrs.eval.interactive import (InteractiveConfig, build_sessions, chance_success, run_interactive,
                                    simulator_for, summarize)
 
 ROUNDS, K = 3, 5
+
+
+@pytest.fixture(scope="module")
+def rec_only_app(serve_app, synth_prepared, synth_rec_ckpt):
+    """A second app on the same Serve instance: recommender only (no Generator), under /rec_only."""
+    from ray import serve
+
+    from serve.app import build_app
+
+    serve.run(build_app({"rec_ckpt": synth_rec_ckpt, "data": synth_prepared, "recommender_only": True,
+                         "max_turns": 6, "max_turn_chars": 200, "max_k": 20, "max_conversations": 5}),
+              name="rec_only", route_prefix="/rec_only")
+    base = serve_app.base + "/rec_only"
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=5):
+                break
+        except OSError:
+            assert time.time() < deadline, "recommender-only app did not become healthy"
+            time.sleep(0.5)
+    try:
+        yield base
+    finally:
+        serve.delete("rec_only")
 
 
 def _run(endpoint, synth_prepared, adapt=False, **kw):
@@ -21,8 +51,13 @@ def _run(endpoint, synth_prepared, adapt=False, **kw):
     return ds, sessions, run_interactive(cfg, sessions, support, sim, progress=False)
 
 
-def test_sessions_over_http_beat_chance_and_success_is_the_first_hit(serve_app, synth_prepared):
-    ds, sessions, run = _run(serve_app.base, synth_prepared)
+def test_sessions_over_http_beat_chance_and_success_is_the_first_hit(rec_only_app, synth_prepared):
+    req = urllib.request.Request(rec_only_app + "/v1/respond", method="POST", headers={"Content-Type": "application/json"},
+                                 data=json.dumps({"turns": [{"role": "seeker", "text": "hi"}]}).encode())
+    with pytest.raises(urllib.error.HTTPError) as err:  # no Generator in this app
+        urllib.request.urlopen(req, timeout=30)
+    assert err.value.code == 503 and "no generator" in json.loads(err.value.read())["error"]
+    ds, sessions, run = _run(rec_only_app, synth_prepared)
     assert run.http_errors == 0 and len(run.records) == len(sessions) > 0
     s = summarize(run.records, ROUNDS)
     n_items = int(np.sum(ds.table("entities").column("is_item").to_numpy(zero_copy_only=False)))
