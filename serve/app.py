@@ -35,7 +35,7 @@ from ray.serve.handle import DeploymentHandle
 
 from ccrs.checkpoint import CheckpointError
 from ccrs.serving.generator_service import Reply
-from ccrs.serving.recommender_service import NoAdaptationSamples, Query, Recommendation
+from ccrs.serving.recommender_service import NoAdaptationSamples, NotAdaptable, Query, Recommendation
 from ccrs.serving.schemas import (
     MAX_USER_ID,
     AdaptResponse,
@@ -197,6 +197,9 @@ def ingress(limits: ServeLimits):
             except NoAdaptationSamples as exc:
                 metrics().adaptations.inc(tags={"outcome": "no_samples"})
                 return _error(422, "invalid request", request, [f"conversations: {domain_message(exc)}"])
+            except NotAdaptable as exc:
+                metrics().adaptations.inc(tags={"outcome": "not_adaptable"})
+                return _error(409, domain_message(exc), request)
             except Exception as exc:
                 metrics().adaptations.inc(tags={"outcome": "error"})
                 return self._internal(exc, request)

@@ -47,6 +47,10 @@ class NoAdaptationSamples(ValueError):
     """The conversations given for adaptation contain no recommendation sample (a client error)."""
 
 
+class NotAdaptable(ValueError):
+    """The served model has no parameters to adapt (popularity, repeat_context)."""
+
+
 @dataclass
 class Query:
     user_id: int | None
@@ -95,7 +99,9 @@ class RecommenderService:
         self.linker, self.entity_names, self.version = linker, entity_names, version
         self.entity_to_item = kg.entity_to_item()
         info = getattr(model, "meta_info", {})
-        self.maml = MAML.from_config(self.model, rec_loss, cfg.rec_meta, info.get("inner_lrs"))
+        # Parameter-free baselines (popularity, repeat_context) serve rankings but cannot adapt.
+        has_params = any(p.requires_grad for p in self.model.parameters())
+        self.maml = MAML.from_config(self.model, rec_loss, cfg.rec_meta, info.get("inner_lrs")) if has_params else None
         # A meta checkpoint whose users meta-test from the cold-start row (task_user_row=cold_start, or
         # meta-trained from scratch): every user is ranked from row 0, personalised only by adaptation.
         self.cold_start_rows = bool(info.get("eval_cold_start", False))
@@ -194,9 +200,11 @@ class RecommenderService:
             batch = self.batch([(queries[i].user_id, queries[i].turns) for i in idx], contexts=contexts)
             params = adapted[user] if user is not None else None
             scores = functional_call(self.model, params, (batch,)) if params else self.model(batch)
-            p_u = _call(self.model, params, "user_intention", batch)
+            # Baselines (popularity, repeat_context) have no user intention p_u and no γ: (B, 0) and None.
+            p_u = (_call(self.model, params, "user_intention", batch) if hasattr(self.model, "user_intention")
+                   else torch.zeros(len(idx), 0))
             gamma = None
-            if any(queries[i].attention for i in idx):
+            if any(queries[i].attention for i in idx) and hasattr(self.model, "relation_weights"):
                 gamma = _call(self.model, params, "relation_weights", batch.users)  # (B, L, R) or None
             mentioned_per_query = [[int(self.entity_to_item[e]) for e in c if self.entity_to_item[e] >= 0]
                                    for c, _ in contexts]
@@ -242,6 +250,8 @@ class RecommenderService:
 
     def adaptation(self, user_id: int, conversations: list[Turns]) -> tuple[Params, int]:
         """MAML inner update (Eq. 13) on the user's past conversations: (adapted params, samples)."""
+        if self.maml is None:
+            raise NotAdaptable(f"the served recommender ({self.cfg.recommender.variant}) has no parameters to adapt")
         support = self.samples(user_id, conversations)
         if support is None:
             raise NoAdaptationSamples(

@@ -110,3 +110,18 @@ def test_names_shown_to_people_are_unambiguous():
 
     assert unambiguous_names(["It (2017 film)", "It (miniseries)", "Alien (1979 film)", "Heat"]) == [
         "It (2017)", "It (miniseries)", "Alien", "Heat"]
+
+
+def test_a_parameter_free_baseline_serves_rankings_but_cannot_adapt(synth_prepared, tmp_path):
+    from ccrs.config import load_config
+    from ccrs.serving.recommender_service import NotAdaptable
+    from ccrs.train.rec_trainer import train_recommender
+
+    cfg = load_config(None, ["recommender.variant=popularity"])
+    train_recommender(cfg, synth_prepared, "user", 0, str(tmp_path / "pop"), progress=False)
+    pop = RecommenderService.load(str(tmp_path / "pop" / "best.pt"), synth_prepared)
+    a, b, _ = _movie_names(synth_prepared)
+    (rec,) = pop.recommend([Query(user_id=None, turns=[("seeker", f"I loved {a}")], k=5)])
+    assert len(rec.items) == 5
+    with pytest.raises(NotAdaptable, match="popularity"):
+        pop.adapt(1, [[("seeker", "hi"), ("recommender", f"try {b}")]])
