@@ -153,7 +153,7 @@ class EntityLinker:
             already marked as ``@movieId``.
     """
 
-    _END = ""  # trie key holding (priority, entity_id, needs_evidence) of a name ending here; never a token
+    _END = ""  # trie key holding (priority, entity_id, needs_evidence, is_item) of a name ending here; never a token
 
     def __init__(
         self,
@@ -224,9 +224,13 @@ class EntityLinker:
         current = node.get(self._END)
         if current is None:
             self.n_forms += 1
-        # a name without the evidence rule wins over one with it, then the higher priority
-        if current is None or (not needs_evidence, priority, -entity_id) > (not current[2], current[0], -current[1]):
-            node[self._END] = (priority, entity_id, needs_evidence)
+        # a name without the evidence rule wins over one with it; under the context rules a movie then
+        # wins over a non-movie of the same name ("The Hangover": the film, not the film series — a
+        # movie recommender's dialogue names movies); then the higher priority
+        item_first = self.context_rules and is_item
+        key = (not needs_evidence, item_first, priority, -entity_id)
+        if current is None or key > (not current[2], self.context_rules and current[3], current[0], -current[1]):
+            node[self._END] = (priority, entity_id, needs_evidence, is_item)
 
     def has_evidence(self, text: str, toks: list[tuple[str, int, int]], i: int, j: int) -> bool:
         """Is ``toks[i:j]`` written as a name: quoted, followed by a year, or capitalized as a title?"""
