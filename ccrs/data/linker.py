@@ -114,12 +114,18 @@ def tokens(text: str) -> tuple[str, ...]:
     return tuple(t for t, _, _ in tokenize_spans(text))
 
 
-def surface_forms(name: str, is_item: bool = False, genre_needs_lowercase_film: bool = False) -> list[str]:
-    """The forms a readable KG name is indexed under (see the module docstring)."""
+def surface_forms(name: str, is_item: bool = False, genre_needs_lowercase_film: bool = False,
+                  year_forms: bool = False) -> list[str]:
+    """The forms a readable KG name is indexed under (see the module docstring). ``year_forms``: a
+    movie with a year in its disambiguation is also indexed as "title year" (``Seven (1995 film)`` →
+    ``Seven 1995``), so "Seven (1995)" in text names that film, not another *Seven*."""
     forms = [name]
     base = strip_disambiguation(name)
     if base and base != name:
         forms.append(base)
+        year = re.search(r"\((\d{4})\b", name[len(base):]) if year_forms and is_item else None
+        if year:
+            forms.append(f"{base} {year.group(1)}")
     is_genre = base.endswith(" film") if genre_needs_lowercase_film else base.lower().endswith(" film")
     if not is_item and is_genre and len(base) > len(" film"):
         genre = base[: -len(" film")]
@@ -153,7 +159,7 @@ class EntityLinker:
             already marked as ``@movieId``.
     """
 
-    _END = ""  # trie key holding (priority, entity_id, needs_evidence, is_item) of a name ending here; never a token
+    _END = ""  # trie key: (priority, entity_id, needs_evidence, is_item, exact) of a name ending here; never a token
 
     def __init__(
         self,
@@ -175,10 +181,12 @@ class EntityLinker:
         for entity_id, name, is_item, priority in names:
             if is_item and not include_items:
                 continue
-            forms = surface_forms(name, is_item, genre_needs_lowercase_film=context_rules)
+            forms = surface_forms(name, is_item, genre_needs_lowercase_film=context_rules, year_forms=context_rules)
             genre_forms = set(forms[-2:]) if not is_item and strip_disambiguation(name).endswith(" film") else set()
+            base = strip_disambiguation(name)
             for form in forms:  # a genre's own word ("family" of "Family film") is evidence enough
-                self._add(form, int(entity_id), float(priority), is_item, alias=form in genre_forms)
+                self._add(form, int(entity_id), float(priority), is_item, alias=form in genre_forms,
+                          exact=not (form == base and base != name))
         if context_rules if genre_words is None else genre_words:
             for word, genre in GENRE_WORDS.items():
                 hit = self._lookup(tokens(genre))
@@ -204,7 +212,8 @@ class EntityLinker:
                 return None
         return node.get(self._END)
 
-    def _add(self, form: str, entity_id: int, priority: float, is_item: bool = False, alias: bool = False) -> None:
+    def _add(self, form: str, entity_id: int, priority: float, is_item: bool = False, alias: bool = False,
+             exact: bool = True) -> None:
         toks = tokens(form)
         joined = " ".join(toks)
         # context rules: a short or stoplisted title ("It", "Up") is indexed, to be linked with evidence only
@@ -224,13 +233,14 @@ class EntityLinker:
         current = node.get(self._END)
         if current is None:
             self.n_forms += 1
-        # a name without the evidence rule wins over one with it; under the context rules a movie then
-        # wins over a non-movie of the same name ("The Hangover": the film, not the film series — a
-        # movie recommender's dialogue names movies); then the higher priority
-        item_first = self.context_rules and is_item
-        key = (not needs_evidence, item_first, priority, -entity_id)
-        if current is None or key > (not current[2], self.context_rules and current[3], current[0], -current[1]):
-            node[self._END] = (priority, entity_id, needs_evidence, is_item)
+        # A name without the evidence rule wins over one with it; under the context rules a movie then
+        # wins over a non-movie of the same name (a movie recommender's dialogue names movies), and a
+        # name that *is* the form over one that only reads so once its disambiguation is dropped
+        # ("The Hangover" = the film, not "The Hangover (film series)"); then the higher priority.
+        ctx = self.context_rules
+        key = (not needs_evidence, ctx and is_item, ctx and exact, priority, -entity_id)
+        if current is None or key > (not current[2], ctx and current[3], ctx and current[4], current[0], -current[1]):
+            node[self._END] = (priority, entity_id, needs_evidence, is_item, exact)
 
     def has_evidence(self, text: str, toks: list[tuple[str, int, int]], i: int, j: int) -> bool:
         """Is ``toks[i:j]`` written as a name: quoted, followed by a year, or capitalized as a title?"""

@@ -14,7 +14,7 @@
 recommender's), less any the opening already names. **The opening** is the real conversation's turns
 before the first recommender turn that names a movie (movie placeholders rendered as names). Each
 failed round the seeker turns the proposals down and reveals one more attribute of the first target
-from the KG — a genre, a starring actor, the director, or a related movie (one sharing a director or
+the KG describes — a genre, a starring actor, the director, or a related movie (one sharing a director or
 an actor, the most mentioned first) — in templated sentences that never state a target's title
 (:func:`mentions_title` is checked on every sentence; a clue that would leak is skipped).
 
@@ -131,6 +131,7 @@ class Session:
     targets: list[int]  # item entity ids: suggested and liked in the real conversation
     opening: list[tuple[str, str]]  # (role, text): the real turns before the first recommendation
     clues: list[Clue] = field(default_factory=list)  # revealed so far, in order
+    described: int | None = None  # the target the clues are about (entity id; None: no KG facts)
     _pending: list[Clue] = field(default_factory=list, repr=False)
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
@@ -170,12 +171,17 @@ class SeekerSimulator:
         return s
 
     def _clues(self, s: Session) -> list[Clue]:
-        """Every clue about the first target, in reveal order (kinds cycled in a seeded order)."""
-        target = s.targets[0]
+        """Every clue about the first target the KG describes (movies without a KG node have none),
+        in reveal order (kinds cycled in a seeded order)."""
         exclude = set(s.targets)
         kinds = list(CLUE_RELATIONS)
         s.rng.shuffle(kinds)
-        queues = {k: self.facts.clue_values(k, target, exclude) for k in kinds}
+        queues: dict[str, list[int]] = {}
+        for target in s.targets:
+            queues = {k: self.facts.clue_values(k, target, exclude) for k in kinds}
+            if any(queues.values()):
+                s.described = target
+                break
         titles = [title_of(self.facts.names[t]) for t in s.targets]
         out: list[Clue] = []
         while any(queues.values()):

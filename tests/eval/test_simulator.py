@@ -28,8 +28,9 @@ def _check_sessions(ds, sim, sessions):
     for s in sessions:
         titles = [title_of(names[item_entity[t]]) for t in s.targets]
         leaks += [(s.conversation_id, t) for t in said[s.conversation_id] if any(mentions_title(t, x) for x in titles)]
-        first = item_entity[s.targets[0]]
-        for c in s.clues:  # every clue is a KG fact about the first target
+        first = s.described
+        assert (first is None) == (not s.clues) and (first is None or first in {item_entity[t] for t in s.targets})
+        for c in s.clues:  # every clue is a KG fact about the described target
             clues += 1
             if c.kind == "related":
                 people = {p for r in CLUE_RELATIONS["related"] for p in sim.facts.neighbours[r].get(first, [])}
