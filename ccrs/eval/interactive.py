@@ -262,7 +262,7 @@ def summarize(records: list[dict], rounds: int) -> dict:
 
 
 def compare(a: list[dict], b: list[dict], rounds: int, n_resamples: int = 10_000) -> dict:
-    """Paired tests of success@T and target recall on the sessions both runs completed (a − b)."""
+    """Paired tests of success@1, success@T and target recall on the sessions both runs completed (a − b)."""
     key = lambda r: (r["user_id"], r["conversation_id"])  # noqa: E731
     ra = {key(r): r for r in a if r["error"] is None}
     rb = {key(r): r for r in b if r["error"] is None}
@@ -272,7 +272,10 @@ def compare(a: list[dict], b: list[dict], rounds: int, n_resamples: int = 10_000
     users = [k[0] for k in both]
     sa = success_matrix([ra[k] for k in both], rounds)[:, -1]
     sb = success_matrix([rb[k] for k in both], rounds)[:, -1]
+    s1a = success_matrix([ra[k] for k in both], rounds)[:, 0]
+    s1b = success_matrix([rb[k] for k in both], rounds)[:, 0]
     out = {"sessions": len(both), "success": paired_tests(sa, sb, users, n_resamples),
+           "success_round1": paired_tests(s1a, s1b, users, n_resamples),
            # does the top-k differ at all? (adaptation that never changes a list cannot change success)
            "first_round_topk_differs": float(np.mean([ra[k]["rounds"][0]["ranked"] != rb[k]["rounds"][0]["ranked"]
                                                       for k in both if ra[k]["rounds"] and rb[k]["rounds"]]))}

@@ -81,15 +81,17 @@ def format_table_markdown(report: dict) -> str:
                      f" | {_fmt(s['mean_rounds_to_success'], '.2f')} | {s['target_recall']:.3f} | "
                      f"{_fmt(s['clues_understood'])} | {_fmt(s['session_ms_mean'], '.0f')} | {s['errors']} |")
     if report["comparisons"]:
-        lines += ["", f"Paired tests on the same sessions (a − b; success@{T} and target recall; p by sign flips of "
-                      "samples and of whole users):", "",
-                  "| a vs b | sessions | round-1 top-k differs | Δ success | p sample | p user | Δ recall | p sample | p user |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["", f"Paired tests on the same sessions (a − b; success@1, success@{T} and target recall; p by sign "
+                      "flips of sessions and of whole users):", "",
+                  f"| a vs b | sessions | round-1 top-k differs | Δ S@1 | p session | p user | Δ S@{T} | p session | p user "
+                  "| Δ recall | p session | p user |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, c in report["comparisons"].items():
             if not c.get("sessions"):
                 continue
-            s, r = c["success"], c["recall"]
-            lines.append(f"| {name} | {c['sessions']} | {c['first_round_topk_differs']:.3f} | {s['diff']:+.3f} | {s['p_permutation']:.4f} | "
+            s, r, s1 = c["success"], c["recall"], c["success_round1"]
+            lines.append(f"| {name} | {c['sessions']} | {c['first_round_topk_differs']:.3f} | {s1['diff']:+.3f} | "
+                         f"{s1['p_permutation']:.4f} | {s1['p_user_permutation']:.4f} | {s['diff']:+.3f} | {s['p_permutation']:.4f} | "
                          f"{s['p_user_permutation']:.4f} | {r['diff']:+.3f} | {r['p_permutation']:.4f} | "
                          f"{r['p_user_permutation']:.4f} |")
     return "\n".join(lines) + "\n"
