@@ -267,7 +267,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     serve_forever({"rec_ckpt": args.rec_ckpt, "gen_ckpt": args.gen_ckpt, "data": args.data,
                    "cache_size": args.cache_size, "max_batch_size": args.max_batch_size,
-                   "batch_wait_timeout_s": args.batch_wait_timeout_s}, args.host, args.port)
+                   "batch_wait_timeout_s": args.batch_wait_timeout_s, "recommender_only": not args.gen_ckpt},
+                  args.host, args.port)
     return 0
 
 
@@ -427,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="the recommender + generator HTTP API and chat page on Ray Serve (local)")
     p.add_argument("--rec-ckpt", required=True, help="recommender best.pt (local path or s3://)")
-    p.add_argument("--gen-ckpt", required=True, help="generator best.pt (local path or s3://)")
+    p.add_argument("--gen-ckpt", default="", help="generator best.pt (local path or s3://); without it the app is "
+                                                  "recommender-only (/v1/respond answers 503)")
     p.add_argument("--data", required=True, help="the prepared dataset the recommender was trained on (KG, linker)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
