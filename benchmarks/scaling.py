@@ -8,7 +8,7 @@ degrees resampled from the prepared DBpedia subgraph (``--prepared``; a log-norm
 the entities items (the real share). Each point is a fresh child process (peak RSS is its own) that
 builds the ccrs recommender (paper defaults, L = 1, n_heads = 4), makes ``users`` MAML tasks
 (support and query of ``samples`` samples each, contexts of ``context`` random entities, random
-item labels) and times ``--steps`` second-order meta-steps (Algorithm 1: inner step, query loss,
+item labels; the last axis grows the graph with the item count held at the real 6,822) and times ``--steps`` second-order meta-steps (Algorithm 1: inner step, query loss,
 backward, Adam) after one warm-up step. It also counts the neighbourhood each step encodes (nodes,
 edges) and splits the step into the part that follows neighbourhoods (forward + backward) and the
 part that follows the graph (Adam over the entity table, the gradient an all-reduce would move).
@@ -51,7 +51,7 @@ rel = rng.integers(0, 13, size=a.size)
 loops = np.arange(n)
 head = np.concatenate([a, b, loops]); tail = np.concatenate([b, a, loops])
 etype = np.concatenate([rel, rel, np.full(n, 13)])
-n_items = int(0.214 * n)
+n_items = spec.get("items") or int(0.214 * n)
 items = torch.from_numpy(np.sort(rng.choice(n, size=n_items, replace=False)))
 kg = KnowledgeGraph(torch.from_numpy(np.stack([head, tail])), torch.from_numpy(etype), n, 14, items, [""] * n)
 cfg = load_config(None, [f"recommender.n_layers={spec['layers']}"])
@@ -91,7 +91,7 @@ steps = spec["steps"]
 grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 emb_bytes = model.entity_embedding.weight.numel() * 4
 print(json.dumps(spec | {
-    "entities": n, "edges": int(head.size), "seconds_per_step": (time.perf_counter() - t_all) / steps,
+    "entities": n, "edges": int(head.size), "n_items": n_items, "seconds_per_step": (time.perf_counter() - t_all) / steps,
     "forward_backward_s": fwd_bwd / steps, "adam_s": adam / steps,
     "neighbourhood_nodes_per_user": nb_nodes / steps / spec["users"],
     "neighbourhood_edges_per_user": nb_edges / steps / spec["users"],
@@ -107,7 +107,8 @@ def points(quick: bool) -> list[tuple[str, dict]]:
     contexts = [2, 8] if quick else [2, 4, 8, 16, 32]
     scales = [1, 4] if quick else [1, 2, 4, 8, 16]
     return ([("users", BASE | {"users": u}) for u in users] + [("context", BASE | {"context": c}) for c in contexts]
-            + [("kg_size", BASE | {"scale": s}) for s in scales])
+            + [("kg_size", BASE | {"scale": s}) for s in scales]
+            + [("kg_size_items_fixed", BASE | {"scale": s, "items": 6822}) for s in scales])
 
 
 def main() -> int:
@@ -146,14 +147,15 @@ def write_markdown(rows: list[dict], command: str) -> None:
     md = ["# Cost of one recommender meta-step (second order, L = 1, 2 threads)", "", f"    {command}", "",
           "Synthetic KGs with the real DBpedia subgraph's degree distribution; one axis varied at a time from "
           "8 users × 8 samples × 8 mentions at 1× the KG (31,874 entities).", "",
-          "| axis | users | mentions | KG × | entities | edges | s / step | fwd+bwd s | Adam s | nbhd nodes / user "
+          "| axis | users | mentions | KG × | entities | edges | items | s / step | fwd+bwd s | Adam s | nbhd nodes / user "
           "| nbhd edges / user | gradient MB | peak RSS GB |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
             md.append(f"| {r['axis']} | {r['users']} | {r['context']} | {r['scale']} | | | {r['error'][:80]} |")
             continue
         md.append(f"| {r['axis']} | {r['users']} | {r['context']} | {r['scale']} | {r['entities']:,} | {r['edges']:,} | "
+                  f"{r['n_items']:,} | "
                   f"{r['seconds_per_step']:.3f} | {r['forward_backward_s']:.3f} | {r['adam_s']:.3f} | "
                   f"{r['neighbourhood_nodes_per_user']:.0f} | {r['neighbourhood_edges_per_user']:.0f} | "
                   f"{r['grad_mb']:.0f} | {r['peak_rss_gb']:.2f} |")
@@ -169,8 +171,9 @@ def plot(rows: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    axes = [("users", "users per meta-batch"), ("context", "mentions per sample"), ("kg_size", "KG size (× DBpedia subgraph)")]
-    fig, ax = plt.subplots(2, 3, figsize=(12, 6.5), dpi=110)
+    axes = [("users", "users per meta-batch"), ("context", "mentions per sample"),
+            ("kg_size", "KG size (×), items 21% of entities"), ("kg_size_items_fixed", "KG size (×), 6,822 items")]
+    fig, ax = plt.subplots(2, 4, figsize=(16, 6.5), dpi=110)
     for j, (axis, label) in enumerate(axes):
         rs = [r for r in rows if r.get("axis") == axis and "error" not in r]
         x = [r["users"] if axis == "users" else r["context"] if axis == "context" else r["scale"] for r in rs]
