@@ -38,6 +38,7 @@ def test_round_trip(tmp_path):
         ("recommender.n_layers=two", "recommender.n_layers: expected an integer"),
         ("recommender.n_layers=1.5", "expected an integer"),
         ("rec_meta.first_order=maybe", "rec_meta.first_order: expected true/false"),
+        ("recommender.max_in_edges=-1", "recommender.max_in_edges must be >= 0"),
         ("nosection.x=1", "nosection"),
         ("no_equals_sign", "key=value"),
     ],

@@ -213,3 +213,15 @@ def test_a_batch_keeps_its_neighbourhoods_for_this_model_only(data):
                         kg, len(users)).eval()
     other(batch)
     assert batch._neighbourhoods[2] is not nb  # another model (another path) builds its own
+
+
+def test_fan_out_cap_bounds_the_neighbourhoods_the_model_encodes(data):
+    kg, parts, users = data
+    batch = _batch(parts)
+    full = Recommender(RecommenderConfig(entity_dim=16, user_dim=8, n_heads=2, n_layers=2), kg, len(users))
+    capped = Recommender(RecommenderConfig(entity_dim=16, user_dim=8, n_heads=2, n_layers=2, max_in_edges=2), kg,
+                         len(users))
+    nb_full, nb_cap = full.neighbourhoods(batch), capped.neighbourhoods(batch)
+    assert nb_cap.edge_index.size(1) < nb_full.edge_index.size(1)
+    assert torch.bincount(nb_cap.edge_index[1]).max() <= 2
+    assert capped(batch).shape == full(batch).shape
