@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-users", type=int, default=FULL["n_users"])
     ap.add_argument("--conversations-per-user", type=int, default=FULL["conversations_per_user"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-directors", type=int, default=PlantedSpec.n_directors)
+    ap.add_argument("--n-actors", type=int, default=PlantedSpec.n_actors)
     ap.add_argument("--meta", nargs="*", default=[], help="overrides of the customized (ccrs_meta) configuration")
     ap.add_argument("--every-row", nargs="*", default=[], help="overrides for every row")
     ap.add_argument("--work-dir", type=Path, help="reuse plain rows across runs (default: a temporary folder)")
@@ -42,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     for taste in args.taste:
         spec = PlantedSpec(taste=taste, seed=args.seed, n_users=args.n_users,
                            conversations_per_user=args.conversations_per_user,
+                           n_directors=args.n_directors, n_actors=args.n_actors,
                            overrides=tuple(args.every_row), meta_overrides=tuple(args.meta))
-        folder = work / f"{taste}-{args.n_users}x{args.conversations_per_user}-s{args.seed}"
+        folder = work / (f"{taste}-{args.n_users}x{args.conversations_per_user}-s{args.seed}"
+                         f"-d{args.n_directors}a{args.n_actors}")
         rep = run_planted(folder, spec)
         reports[taste] = rep
         for name, row in rep["rows"].items():

@@ -1,0 +1,142 @@
+r"""Bayes-optimal rankings of the planted-signal data: how much knowing the user *can* be worth.
+
+    rows = bayes_rows(prepared, fold=0, reference=preds["kbrd"])   # {"bayes_agnostic": RecPredictions, ...}
+
+The planted generator (:mod:`ccrs.data.synth`, ``taste=planted|control``) is known exactly: in each
+conversation the seeker mentions a movie :math:`A`; with the conversation's relation :math:`r`
+(director / starring / genre) a value :math:`v` of :math:`A` is drawn uniformly among those shared
+with at least three other movies, and three movies are drawn from the pool :math:`P_v` of movies
+with that value (:math:`A` excluded). So the chance that movie :math:`m` is among the picks is
+
+.. math::
+    p(m \mid A, r) = \sum_{v \in V_r(A)} \frac{1}{|V_r(A)|} \cdot \frac{3\,[m \in P_v]}{|P_v|}.
+
+Two rankings from it, scored on the same samples as the models (no model, no training):
+
+``bayes_agnostic``
+    :math:`\sum_r \tfrac13\, p(m \mid A, r)`: the best ranking that ignores who the user is. On the
+    ``control`` data (relation drawn per conversation) no ranking can beat it in expectation.
+``bayes_support``
+    :math:`\sum_r \pi_u(r)\, p(m \mid A, r)` with :math:`\pi_u` the posterior over relations given
+    the user's **support** conversations (uniform prior, each support label an independent draw):
+    the best ranking from exactly what meta-test adaptation sees. The ceiling of any customized
+    model on the ``planted`` data; on ``control`` it trusts a taste that is not there.
+
+The KG is read from the prepared data (relations by name), so the rows use the same entities, items
+and samples as the models. Ties are broken by a seeded random order (expected metrics unchanged).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+
+from ccrs.data.dataset import PreparedDataset
+from ccrs.eval.rec_evaluator import TOP_K, RecPredictions
+from ccrs.eval.rec_metrics import label_ranks
+
+RELATIONS = ("director", "starring", "genre")
+PICKS = 3  # movies per planted conversation
+#: Likelihood floor of a support label under a relation (a label no relation explains must not zero
+#: every posterior: the prepared data can drop or merge a mention).
+FLOOR = 1e-4
+
+
+class PlantedModel:
+    """:math:`p(m \\mid A, r)` on a prepared planted dataset (module docstring)."""
+
+    def __init__(self, ds: PreparedDataset) -> None:
+        rel_ids = {r["name"]: r["id"] for r in ds.table("relations").to_pylist()}
+        missing = [r for r in RELATIONS if r not in rel_ids]
+        if missing:
+            raise ValueError(f"not planted data: the KG has no relation {missing} (has {sorted(rel_ids)})")
+        entities = ds.table("entities")
+        item_index = entities.column("item_index").to_numpy()
+        self.entity_to_item = {int(e): int(i) for e, i in zip(entities.column("id").to_numpy(), item_index, strict=True)
+                               if i >= 0}
+        self.num_items = int((item_index >= 0).sum())
+        edges = ds.table("kg_edges")
+        head, rel, tail = (edges.column(c).to_numpy() for c in ("head", "relation", "tail"))
+        # values[r][movie entity] = its values of r; pools[r][value] = items with that value
+        self.values: dict[str, dict[int, set[int]]] = {r: defaultdict(set) for r in RELATIONS}
+        self.pools: dict[str, dict[int, set[int]]] = {r: defaultdict(set) for r in RELATIONS}
+        for r in RELATIONS:
+            sel = (rel == rel_ids[r]) & np.isin(head, list(self.entity_to_item))
+            sel &= ~np.isin(tail, list(self.entity_to_item))
+            for h, t in zip(head[sel].tolist(), tail[sel].tolist(), strict=True):
+                self.values[r][h].add(t)
+                self.pools[r][t].add(self.entity_to_item[h])
+
+    def pick_probabilities(self, seed_entity: int, relation: str) -> np.ndarray:
+        """(n_items,) chance of each item being among the picks given the seed movie and relation."""
+        out = np.zeros(self.num_items)
+        seed_item = self.entity_to_item.get(seed_entity, -1)
+        pools = [self.pools[relation][v] - {seed_item} for v in self.values[relation].get(seed_entity, ())]
+        pools = [p for p in pools if len(p) >= PICKS]
+        for pool in pools:
+            out[list(pool)] += PICKS / len(pool) / len(pools)
+        return out
+
+
+def _seed(context: list[int], model: PlantedModel) -> int:
+    """The movie the sample's context mentions last (-1 if none)."""
+    items = [e for e in context if e in model.entity_to_item]
+    return items[-1] if items else -1
+
+
+def relation_posteriors(ds: PreparedDataset, model: PlantedModel, users: set[int]) -> dict[int, np.ndarray]:
+    """:math:`\\pi_u` (3,) per user from the rec samples of their support conversations."""
+    parts = ds.conversation_parts()
+    samples = ds.table("rec_samples").filter(pc.is_in(ds.table("rec_samples").column("user_id"),
+                                                      value_set=pc.cast(list(users), "int64")))
+    log_post = {u: np.zeros(len(RELATIONS)) for u in users}
+    for s in samples.to_pylist():
+        if parts.get(s["conversation_id"], "support") != "support":
+            continue
+        seed, label = _seed(s["context_entity_ids"], model), model.entity_to_item.get(s["label"], -1)
+        if seed < 0 or label < 0:
+            continue
+        lik = np.array([model.pick_probabilities(seed, r)[label] for r in RELATIONS])
+        log_post[s["user_id"]] += np.log(np.maximum(lik, FLOOR))
+    out = {}
+    for u, lp in log_post.items():
+        w = np.exp(lp - lp.max())
+        out[u] = w / w.sum()
+    return out
+
+
+def bayes_rows(prepared: str, reference: RecPredictions, seed: int = 0) -> tuple[dict[str, RecPredictions], dict]:
+    """``({bayes_agnostic, bayes_support}: predictions on ``reference``'s samples, info)``.
+
+    ``info["posterior"]``: mean posterior weight of the relation each user's support points to most,
+    i.e. how clearly the support conversations reveal the taste.
+    """
+    ds = PreparedDataset.open(prepared)
+    model = PlantedModel(ds)
+    table = ds.table("rec_samples")
+    by_id = {s["sample_id"]: s for s in table.filter(pc.is_in(
+        table.column("sample_id"), value_set=pc.cast(reference.sample_ids.tolist(), "int64"))).to_pylist()}
+    posteriors = relation_posteriors(ds, model, set(reference.user_ids))
+    gen = np.random.default_rng(seed)
+    jitter = gen.random((len(reference.user_ids), model.num_items)) * 1e-9  # random tie order
+    uniform = np.full(len(RELATIONS), 1 / len(RELATIONS))
+    rows = {}
+    for name in ("bayes_agnostic", "bayes_support"):
+        scores = np.zeros((len(reference.user_ids), model.num_items))
+        for i, (sid, user) in enumerate(zip(reference.sample_ids.tolist(), reference.user_ids, strict=True)):
+            weights = uniform if name == "bayes_agnostic" else posteriors[user]
+            seed_entity = _seed(by_id[sid]["context_entity_ids"], model)
+            for w, r in zip(weights, RELATIONS, strict=True):
+                if w > 0 and seed_entity >= 0:
+                    scores[i] += w * model.pick_probabilities(seed_entity, r)
+        s = torch.from_numpy(scores + jitter)
+        rows[name] = RecPredictions(
+            sample_ids=reference.sample_ids, conversation_ids=reference.conversation_ids,
+            user_ids=reference.user_ids, labels=reference.labels, label_entities=reference.label_entities,
+            ranks=label_ranks(s, reference.labels), label_in_context=reference.label_in_context,
+            top=s.topk(min(TOP_K, model.num_items), dim=1).indices)
+    info = {"posterior_top_mean": float(np.mean([p.max() for p in posteriors.values()])) if posteriors else 0.0}
+    return rows, info
