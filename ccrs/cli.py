@@ -227,7 +227,13 @@ def _cmd_eval_decoding(args: argparse.Namespace) -> int:
 
 def _cmd_eval_interactive(args: argparse.Namespace) -> int:
     from ccrs.data.dataset import PreparedDataset
-    from ccrs.eval.interactive import InteractiveConfig, build_sessions, run_interactive, simulator_for, summarize
+    from ccrs.eval.interactive import (
+        InteractiveConfig,
+        build_sessions,
+        run_interactive,
+        simulator_for,
+        summarize,
+    )
     from ccrs.experiments.interactive_table import format_run_markdown, write_run
 
     cfg = InteractiveConfig(args.endpoint, args.rounds, args.k, args.adapt, args.concurrency, args.timeout_s,

@@ -253,6 +253,9 @@ class MetaConfig:
     inner_only: tuple[str, ...] = ()
     #: Meta-SGD: learn one inner rate per adapted tensor (initialised to ``inner_lr``).
     learn_inner_lr: bool = False
+    #: Outer learning rate of the Meta-SGD log-rates (0 = ``outer_lr``). At ν = 3e-4 a rate moves by
+    #: ~10% in 300 meta-steps, too little to learn whether the data rewards adapting at all.
+    meta_sgd_lr: float = 0.0
     #: Which user row a task adapts from: ``own`` (the user's row of the warm start) or ``cold_start``
     #: (row 0 for every user: row 0 is then the meta-learned initialisation that the inner loop
     #: personalises, for training and meta-test users alike).
@@ -267,6 +270,8 @@ class MetaConfig:
         _one_of("meta.task_user_row", self.task_user_row, ("own", "cold_start"))
         if self.inner_steps < 1:
             raise ConfigError(f"meta.inner_steps must be >= 1, got {self.inner_steps}")
+        if self.meta_sgd_lr < 0:
+            raise ConfigError(f"meta.meta_sgd_lr must be >= 0 (0 = outer_lr), got {self.meta_sgd_lr}")
 
 
 def _dial_meta() -> MetaConfig:

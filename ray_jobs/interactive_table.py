@@ -30,8 +30,13 @@ from pathlib import Path
 
 from ccrs.data.dataset import PreparedDataset
 from ccrs.eval.interactive import InteractiveConfig, build_sessions, run_interactive, simulator_for
-from ccrs.experiments.interactive_table import (build_table, format_table_markdown, plot_success, read_records,
-                                                write_records)
+from ccrs.experiments.interactive_table import (
+    build_table,
+    format_table_markdown,
+    plot_success,
+    read_records,
+    write_records,
+)
 
 
 def parse_folds(text: str) -> list[int]:

@@ -92,13 +92,14 @@ def mean_across_ranks(stats: dict[str, float], world_size: int) -> dict[str, flo
     return {**stats, **{k: float(v) / world_size for k, v in zip(keys, t.tolist(), strict=True)}}
 
 
-def parameter_checksum(model: torch.nn.Module) -> str:
+def parameter_checksum(*modules: torch.nn.Module) -> str:
     """sha256 of every parameter's bytes: replicas in sync ⇔ equal checksums."""
     import hashlib
 
     h = hashlib.sha256()
-    for _, p in sorted(model.state_dict().items()):
-        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    for module in modules:
+        for _, p in sorted(module.state_dict().items()):
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -159,7 +160,7 @@ def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> No
         valid = training.evaluate("valid").metrics() if rank == 0 else None
         valid = broadcast_object(valid, world)  # every rank records the same best epoch → same stopping
         improved = training.record_valid(valid, stats)
-        checksums = gather_object(parameter_checksum(training.model), world)
+        checksums = gather_object(parameter_checksum(training.model, training.maml.meta_module), world)
         # "objective" (higher is better) is what a sweep optimises: the stage's selection score, shifted
         # and scaled for a two-stage trial (ray_jobs/tune.py --stage both).
         objective = config.get("objective_base", 0.0) + config.get("objective_weight", 1.0) * training.best_score
@@ -175,7 +176,7 @@ def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> No
         else:
             ray.train.report(metrics)
         maybe_inject_fault(config, training.epoch, rank)
-    checksums = gather_object(parameter_checksum(training.model), world)
+    checksums = gather_object(parameter_checksum(training.model, training.maml.meta_module), world)
     final: dict[str, Any] = {"epoch": training.epoch, "best_epoch": training.best_epoch, "resumed_at": training.resumed_at,
                              "replica_checksums": checksums, "replicas_identical": len(set(checksums)) == 1}
     if rank == 0:

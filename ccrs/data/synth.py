@@ -28,6 +28,11 @@ the default config prepares it unchanged.
 ``control``
     The same conversations with the relation drawn afresh per conversation: no user-level signal,
     identical marginals. A customized model must be no worse than a plain one here.
+
+``taste_strength`` s (``planted`` only) weakens the signal: each conversation follows the user's
+relation with probability s and a relation drawn afresh otherwise (s = 1: every conversation, the
+default; s = 0: the control). Real users are somewhere in between: it says how strong a taste
+customization needs.
 """
 
 from __future__ import annotations
@@ -66,12 +71,16 @@ class SynthSpec:
     #: ``visible`` | ``planted`` | ``control`` (module docstring).
     taste: str = "visible"
     n_genres: int = len(GENRES)
+    #: ``planted`` only: the chance that a conversation follows the user's relation (module docstring).
+    taste_strength: float = 1.0
 
     def __post_init__(self) -> None:
         if self.taste not in TASTES:
             raise ValueError(f"taste must be one of {TASTES}, got {self.taste!r}")
         if not 1 <= self.n_genres <= len(GENRES):
             raise ValueError(f"n_genres must be in [1, {len(GENRES)}], got {self.n_genres}")
+        if not 0.0 <= self.taste_strength <= 1.0:
+            raise ValueError(f"taste_strength must be in [0, 1], got {self.taste_strength}")
 
 
 TASTES = ("visible", "planted", "control")
@@ -184,7 +193,9 @@ def write_synthetic_raw(out: str | Path, spec: SynthSpec = SynthSpec(), kg_forma
             for _ in range(spec.conversations_per_user):
                 conv_id += 1
                 recommender = (3000 if is_test else 500) + rng.randrange(30)
-                rel = relation if spec.taste == "planted" else RELATIONS[rng.randrange(len(RELATIONS))]
+                # (no draw at strength 1: the default data stays what it was)
+                own = spec.taste == "planted" and (spec.taste_strength >= 1.0 or rng.random() < spec.taste_strength)
+                rel = relation if own else RELATIONS[rng.randrange(len(RELATIONS))]
                 conv = _hidden_taste_conversation(str(conv_id), seeker, recommender, rel, in_kg, by_value, rng)
                 files["test_data.jsonl" if is_test else "train_data.jsonl"].append(conv)
             continue

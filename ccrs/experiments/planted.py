@@ -81,6 +81,7 @@ class PlantedSpec:
     n_directors: int = 25
     n_actors: int = 31
     n_genres: int = 8
+    taste_strength: float = 1.0  # planted only: the chance a conversation follows the user's relation
     n_folds: int = 5
     fold: int = 0
     overrides: tuple[str, ...] = field(default_factory=tuple)  # on top of SMALL_MODEL (every row)
@@ -90,7 +91,7 @@ class PlantedSpec:
 def prepare_planted(out: Path, spec: PlantedSpec) -> str:
     synth = SynthSpec(seed=spec.seed, n_users=spec.n_users, conversations_per_user=spec.conversations_per_user,
                       n_movies=spec.n_movies, n_directors=spec.n_directors, n_actors=spec.n_actors,
-                      n_genres=spec.n_genres, taste=spec.taste, no_id2entity_fraction=0.0, no_kg_node_fraction=0.0)
+                      n_genres=spec.n_genres, taste=spec.taste, taste_strength=spec.taste_strength, no_id2entity_fraction=0.0, no_kg_node_fraction=0.0)
     raw = write_synthetic_raw(out / "raw", synth, kg_formats=("crslab",))
     prepared = out / "prepared"
     if not (prepared / "manifest.json").exists():
@@ -148,7 +149,7 @@ def run_planted(out: str | Path, spec: PlantedSpec = PlantedSpec(), progress: bo
                          "valid_history": [h["valid"]["ndcg@10"] for h in history if h]}
     rows["ccrs_meta_beta0"] = {"best_epoch": training.best_epoch,
                                "valid": training.evaluate("valid", adapt=False).metrics()["all"]}
-    bayes, bayes_info = bayes_rows(prepared, preds["kbrd"])
+    bayes, bayes_info = bayes_rows(prepared, preds["kbrd"], spec.taste_strength if spec.taste == "planted" else 1.0)
     preds.update(bayes)
     for name in bayes:
         rows[name] = {"posterior_top_mean": bayes_info["posterior_top_mean"]}

@@ -22,6 +22,10 @@ Two rankings from it, scored on the same samples as the models (no model, no tra
     the best ranking from exactly what meta-test adaptation sees. The ceiling of any customized
     model on the ``planted`` data; on ``control`` it trusts a taste that is not there.
 
+With a taste strength :math:`s < 1` (a conversation follows the user's relation with probability
+:math:`s`, else a relation drawn afresh) every :math:`p(m \mid A, r)` above becomes
+:math:`s\,p(m \mid A, r) + (1 - s)\,\bar p(m \mid A)`, :math:`\bar p` the mean over relations.
+
 The KG is read from the prepared data (relations by name), so the rows use the same entities, items
 and samples as the models. Ties are broken by a seeded random order (expected metrics unchanged).
 """
@@ -87,7 +91,14 @@ def _seed(context: list[int], model: PlantedModel) -> int:
     return items[-1] if items else -1
 
 
-def relation_posteriors(ds: PreparedDataset, model: PlantedModel, users: set[int]) -> dict[int, np.ndarray]:
+def _mixed(model: PlantedModel, seed_entity: int, strength: float) -> np.ndarray:
+    """(3, n_items): p(m | A, r) per relation under taste strength s (module docstring)."""
+    p = np.stack([model.pick_probabilities(seed_entity, r) for r in RELATIONS])
+    return strength * p + (1.0 - strength) * p.mean(0, keepdims=True)
+
+
+def relation_posteriors(ds: PreparedDataset, model: PlantedModel, users: set[int],
+                        strength: float = 1.0) -> dict[int, np.ndarray]:
     """:math:`\\pi_u` (3,) per user from the rec samples of their support conversations."""
     parts = ds.conversation_parts()
     samples = ds.table("rec_samples").filter(pc.is_in(ds.table("rec_samples").column("user_id"),
@@ -99,7 +110,7 @@ def relation_posteriors(ds: PreparedDataset, model: PlantedModel, users: set[int
         seed, label = _seed(s["context_entity_ids"], model), model.entity_to_item.get(s["label"], -1)
         if seed < 0 or label < 0:
             continue
-        lik = np.array([model.pick_probabilities(seed, r)[label] for r in RELATIONS])
+        lik = _mixed(model, seed, strength)[:, label]
         log_post[s["user_id"]] += np.log(np.maximum(lik, FLOOR))
     out = {}
     for u, lp in log_post.items():
@@ -108,8 +119,10 @@ def relation_posteriors(ds: PreparedDataset, model: PlantedModel, users: set[int
     return out
 
 
-def bayes_rows(prepared: str, reference: RecPredictions, seed: int = 0) -> tuple[dict[str, RecPredictions], dict]:
-    """``({bayes_agnostic, bayes_support}: predictions on ``reference``'s samples, info)``.
+def bayes_rows(prepared: str, reference: RecPredictions, strength: float = 1.0,
+               seed: int = 0) -> tuple[dict[str, RecPredictions], dict]:
+    """``({bayes_agnostic, bayes_support}: predictions on ``reference``'s samples, info)``;
+    ``strength``: the data's taste strength s (module docstring).
 
     ``info["posterior"]``: mean posterior weight of the relation each user's support points to most,
     i.e. how clearly the support conversations reveal the taste.
@@ -119,7 +132,7 @@ def bayes_rows(prepared: str, reference: RecPredictions, seed: int = 0) -> tuple
     table = ds.table("rec_samples")
     by_id = {s["sample_id"]: s for s in table.filter(pc.is_in(
         table.column("sample_id"), value_set=pc.cast(reference.sample_ids.tolist(), "int64"))).to_pylist()}
-    posteriors = relation_posteriors(ds, model, set(reference.user_ids))
+    posteriors = relation_posteriors(ds, model, set(reference.user_ids), strength)
     gen = np.random.default_rng(seed)
     jitter = gen.random((len(reference.user_ids), model.num_items)) * 1e-9  # random tie order
     uniform = np.full(len(RELATIONS), 1 / len(RELATIONS))
@@ -127,11 +140,10 @@ def bayes_rows(prepared: str, reference: RecPredictions, seed: int = 0) -> tuple
     for name in ("bayes_agnostic", "bayes_support"):
         scores = np.zeros((len(reference.user_ids), model.num_items))
         for i, (sid, user) in enumerate(zip(reference.sample_ids.tolist(), reference.user_ids, strict=True)):
-            weights = uniform if name == "bayes_agnostic" else posteriors[user]
             seed_entity = _seed(by_id[sid]["context_entity_ids"], model)
-            for w, r in zip(weights, RELATIONS, strict=True):
-                if w > 0 and seed_entity >= 0:
-                    scores[i] += w * model.pick_probabilities(seed_entity, r)
+            if seed_entity >= 0:
+                weights = uniform if name == "bayes_agnostic" else posteriors[user]
+                scores[i] = weights @ _mixed(model, seed_entity, strength)
         s = torch.from_numpy(scores + jitter)
         rows[name] = RecPredictions(
             sample_ids=reference.sample_ids, conversation_ids=reference.conversation_ids,

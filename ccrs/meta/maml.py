@@ -100,10 +100,14 @@ class MAML:
             self.outer_names += [n for n in self.inner_names if n not in keep]
             self.inner_names = keep
         self.log_inner_lrs: dict[str, Tensor] = {}
+        #: The Meta-SGD log-rates as one module, so that data-parallel training all-reduces their
+        #: gradients like the model's (``meta_step``) and checksums can cover them.
+        self.meta_module = nn.ParameterList()
         if learn_inner_lr:
             device = next(model.parameters()).device
-            self.log_inner_lrs = {n: torch.tensor(float(torch.log(torch.tensor(inner_lr))), device=device,
-                                                  requires_grad=True) for n in self.inner_names}
+            self.log_inner_lrs = {n: nn.Parameter(torch.tensor(float(torch.log(torch.tensor(inner_lr))), device=device))
+                                  for n in self.inner_names}
+            self.meta_module.extend(self.log_inner_lrs.values())
 
     @classmethod
     def from_config(cls, model: nn.Module, loss_fn: LossFn, cfg, inner_lrs: dict[str, float] | None = None) -> MAML:
@@ -193,6 +197,8 @@ def meta_step(
             sums[k] = sums.get(k, 0.0) + v
     if sync_grads is not None:
         sync_grads(maml.model)
+        if maml.log_inner_lrs:  # every rank learns the same rates (the config is the same everywhere)
+            sync_grads(maml.meta_module)
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_([*maml.model.parameters(), *maml.meta_parameters()], grad_clip)
     optimizer.step()

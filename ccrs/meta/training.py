@@ -50,7 +50,10 @@ class MetaTraining:
         self.model = model.to(self.device)
         self.n_train_users = n_train_users
         self.maml = MAML.from_config(self.model, loss_fn, meta_cfg)
-        self.optimizer = torch.optim.Adam([*self.model.parameters(), *self.maml.meta_parameters()], lr=meta_cfg.outer_lr)
+        groups = [{"params": list(self.model.parameters())}]
+        if self.maml.meta_parameters():
+            groups.append({"params": self.maml.meta_parameters(), "lr": meta_cfg.meta_sgd_lr or meta_cfg.outer_lr})
+        self.optimizer = torch.optim.Adam(groups, lr=meta_cfg.outer_lr)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []  # one entry per meta-epoch (1, 2, ...)
         self.start: dict[str, Any] | None = None  # the starting point's valid meta-test (epoch 0), if evaluated

@@ -83,3 +83,23 @@ def test_not_planted_data_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="not planted data"):
         Model(Fake())
+
+
+def _own_relation_share(prepared: str) -> float:
+    """Share of rec samples whose label shares the user's planted relation with the seed movie."""
+    ds = PreparedDataset.open(prepared)
+    model = PlantedModel(ds)
+    hits = [model.pick_probabilities(s["context_entity_ids"][-1], _planted_relation(s["user_id"]))[
+        model.entity_to_item[s["label"]]] > 0 for s in ds.table("rec_samples").to_pylist()]
+    return float(np.mean(hits))
+
+
+def test_taste_strength_weakens_the_planted_signal(tmp_path):
+    from ccrs.data.synth import SynthSpec
+
+    full = prepare_planted(tmp_path / "s1", PlantedSpec(n_users=30, conversations_per_user=6))
+    half = prepare_planted(tmp_path / "s05", PlantedSpec(n_users=30, conversations_per_user=6, taste_strength=0.5))
+    assert _own_relation_share(full) == 1.0
+    assert 0.5 < _own_relation_share(half) < 0.9  # s + (1 - s)/3 plus chance overlaps of the relations
+    with pytest.raises(ValueError, match="taste_strength"):
+        SynthSpec(taste="planted", taste_strength=1.5)

@@ -79,8 +79,8 @@ def test_fan_out_cap_keeps_at_most_k_in_edges_per_node_and_is_fixed():
     capped = InEdgeIndex(ei, et, 50, max_in_edges=3)
     counts = torch.bincount(capped.dst, minlength=50)
     assert torch.equal(counts, full_counts.clamp(max=3))  # nodes under the cap keep every edge
-    kept = set(zip(capped.src.tolist(), capped.dst.tolist(), capped.edge_type.tolist()))
-    assert kept <= set(zip(ei[0].tolist(), ei[1].tolist(), et.tolist()))  # a subset of the KG's edges
+    kept = set(zip(capped.src.tolist(), capped.dst.tolist(), capped.edge_type.tolist(), strict=True))
+    assert kept <= set(zip(ei[0].tolist(), ei[1].tolist(), et.tolist(), strict=True))  # a subset of the KG's edges
     again = InEdgeIndex(ei, et, 50, max_in_edges=3)
     assert torch.equal(again.src, capped.src) and torch.equal(again.edge_type, capped.edge_type)  # drawn once
     batch = capped.batch([[3, 17]], 2)

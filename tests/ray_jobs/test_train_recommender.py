@@ -31,7 +31,9 @@ def test_local_mode_runs_the_loop_in_process(synth_prepared, tmp_path, ray_clust
 
 def test_two_workers_on_s3_stay_identical_and_learn(synth_prepared, ray_cluster, s3_server, tmp_path):
     storage = "s3://ccrs-test-runs/meta"
-    assert driver.main(_argv(synth_prepared, storage, "two", 2, 3)) == 0
+    # Meta-SGD on: its learned inner rates are all-reduced like the model (and in the checksum)
+    assert driver.main(_argv(synth_prepared, storage, "two", 2, 3, "rec_meta.learn_inner_lr=true",
+                             "rec_meta.meta_sgd_lr=0.05")) == 0
     s3 = boto3.client("s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="ccrs-test-runs", Prefix="meta/two/")["Contents"]]
     assert any("checkpoint" in k and k.endswith("state.pt") for k in keys), keys

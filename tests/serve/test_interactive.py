@@ -1,7 +1,6 @@
 """Interactive evaluation against the real Serve app (tiny checkpoints, synthetic data) over HTTP."""
 
 import json
-
 import time
 import urllib.error
 import urllib.request
@@ -10,8 +9,14 @@ import numpy as np
 import pytest
 
 from ccrs.data.dataset import PreparedDataset
-from ccrs.eval.interactive import (InteractiveConfig, build_sessions, chance_success, run_interactive,
-                                   simulator_for, summarize)
+from ccrs.eval.interactive import (
+    InteractiveConfig,
+    build_sessions,
+    chance_success,
+    run_interactive,
+    simulator_for,
+    summarize,
+)
 
 ROUNDS, K = 3, 5
 
