@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccrs.experiments.planted import PlantedSpec, run_planted
+from ccrs.experiments.planted import SMALL_MODEL, PlantedSpec, run_planted
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from planted_signal import FULL  # noqa: E402  (the benchmark's data size)
@@ -43,17 +43,22 @@ def parse_candidate(text: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--candidate", action="append", required=True)
+    ap.add_argument("--candidate", action="append", default=[])
+    ap.add_argument("--merge", nargs="+", type=Path, help="combine saved runs of this script into --save")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--tastes", nargs="+", default=["planted", "control"])
     ap.add_argument("--work-dir", type=Path)
     ap.add_argument("--save")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.save)
+    if not args.candidate:
+        ap.error("give at least one --candidate (or --merge)")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="planted-select-"))
     out: dict[str, dict] = {}
     for text in args.candidate:
         name, every, meta = parse_candidate(text)
-        res = {"every_row": every, "ccrs_meta": meta, "valid": {}}
+        res = {"base": list(SMALL_MODEL), "every_row": every, "ccrs_meta": meta, "valid": {}}
         for taste in args.tastes:
             per_seed = []
             for seed in args.seeds:
@@ -77,9 +82,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def merge(paths: list[Path], save: str | None) -> int:
+    """One file from several runs (each keeps its command): the candidates side by side."""
+    from ccrs import storage
+
+    if not save:
+        raise SystemExit("--merge needs --save")
+    bodies = [json.loads(p.read_text()) for p in paths]
+    body = {"commands": [b["command"] for b in bodies for b in ([b] if "command" in b else [])],
+            "seeds": bodies[0]["seeds"], "candidates": {k: v for b in bodies for k, v in b["candidates"].items()}}
+    storage.write_bytes(storage.resolve(save + ".json"), json.dumps(body, indent=2).encode())
+    storage.write_bytes(storage.resolve(save + ".md"), format_markdown(body).encode())
+    print(f"saved {save}.json and {save}.md")
+    return 0
+
+
 def format_markdown(body: dict) -> str:
+    commands = body.get("commands") or [body["command"]]
     lines = ["# Planted benchmark: configuration chosen on valid users (mean over data seeds)", "",
-             "Regenerate with:", "", "```", body["command"], "```", "",
+             "Regenerate with:", "", "```", *commands, "```", "",
              f"Valid NDCG@10, mean over seeds {body['seeds']}; 'meta − kbrd' lists ccrs_meta's valid margin per seed.",
              "No test figure is read.", "",
              "| candidate | overrides | taste | kbrd | ccrs | ccrs_meta | ccrs_meta β=0 | meta − kbrd per seed |",
@@ -90,7 +111,24 @@ def format_markdown(body: dict) -> str:
             m = v["mean"]
             lines.append(f"| {name} | `{over}` | {taste} | {m['kbrd']:.4f} | {m['ccrs']:.4f} | {m['ccrs_meta']:.4f} | "
                          f"{m['ccrs_meta_beta0']:.4f} | {' '.join(f'{x:+.4f}' for x in v['meta_minus_kbrd'])} |")
+    chosen = choose(body["candidates"])
+    lines += ["", "**Rule**: the highest planted valid ccrs_meta among the candidates whose control valid ccrs_meta is",
+              f"at least {1 - CONTROL_TOLERANCE:.0%} of kbrd's (means over seeds): customization must pay where a taste",
+              f"is planted and cost nothing where none is. **Chosen: `{chosen}`**." if chosen else
+              "**No candidate passes the control condition.**"]
     return "\n".join(lines) + "\n"
+
+
+#: How far below kbrd a candidate's control valid ccrs_meta may be (relative) and still be chosen.
+CONTROL_TOLERANCE = 0.01
+
+
+def choose(candidates: dict[str, dict]) -> str | None:
+    """The selection rule (printed under the table)."""
+    ok = {name: c["valid"]["planted"]["mean"]["ccrs_meta"] for name, c in candidates.items()
+          if {"planted", "control"} <= set(c["valid"])
+          and c["valid"]["control"]["mean"]["ccrs_meta"] >= (1 - CONTROL_TOLERANCE) * c["valid"]["control"]["mean"]["kbrd"]}
+    return max(ok, key=ok.get) if ok else None
 
 
 if __name__ == "__main__":

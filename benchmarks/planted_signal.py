@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ccrs.experiments.planted import PlantedSpec, run_planted, save
+from ccrs.experiments.planted import PlantedSpec, pool_reports, run_planted, save
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 #: The benchmark's data size (the `make test` version is smaller: tests/experiments/test_planted.py).
@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--taste", nargs="+", default=["planted", "control"], choices=["planted", "control", "visible"])
     ap.add_argument("--n-users", type=int, default=FULL["n_users"])
     ap.add_argument("--conversations-per-user", type=int, default=FULL["conversations_per_user"])
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="data seeds; with several, the tables pool their test users (tests resample whole users)")
     ap.add_argument("--n-directors", type=int, default=PlantedSpec.n_directors)
     ap.add_argument("--n-actors", type=int, default=PlantedSpec.n_actors)
     ap.add_argument("--meta", nargs="*", default=[], help="overrides of the customized (ccrs_meta) configuration")
@@ -42,21 +43,25 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="planted-"))
     reports = {}
     for taste in args.taste:
-        spec = PlantedSpec(taste=taste, seed=args.seed, n_users=args.n_users,
-                           conversations_per_user=args.conversations_per_user,
-                           n_directors=args.n_directors, n_actors=args.n_actors,
-                           overrides=tuple(args.every_row), meta_overrides=tuple(args.meta))
-        folder = work / (f"{taste}-{args.n_users}x{args.conversations_per_user}-s{args.seed}"
-                         f"-d{args.n_directors}a{args.n_actors}")
-        rep = run_planted(folder, spec)
-        reports[taste] = rep
-        for name, row in rep["rows"].items():
-            v, t = row.get("valid", {}), row["test"]
-            print(f"{taste:8s} {name:16s} valid ndcg@10 {v.get('ndcg@10', float('nan')):.4f} "
-                  f"hit@10 {v.get('hit@10', float('nan')):.4f} | test ndcg@10 {t['ndcg@10']:.4f}", flush=True)
-        print(json.dumps({"taste": taste, "warm_start_valid_ndcg@10": rep["rows"]["ccrs_meta"]["warm_start_valid"]["ndcg@10"],
-                          "meta_valid_history": rep["rows"]["ccrs_meta"]["valid_history"],
-                          "seconds": round(rep["seconds"], 1)}), flush=True)
+        per_seed = []
+        for seed in args.seeds:
+            spec = PlantedSpec(taste=taste, seed=seed, n_users=args.n_users,
+                               conversations_per_user=args.conversations_per_user,
+                               n_directors=args.n_directors, n_actors=args.n_actors,
+                               overrides=tuple(args.every_row), meta_overrides=tuple(args.meta))
+            folder = work / (f"{taste}-{args.n_users}x{args.conversations_per_user}-s{seed}"
+                             f"-d{args.n_directors}a{args.n_actors}")
+            rep = run_planted(folder, spec)
+            per_seed.append(rep)
+            for name, row in rep["rows"].items():
+                v, t = row.get("valid", {}), row["test"]
+                print(f"{taste:8s} seed {seed} {name:16s} valid ndcg@10 {v.get('ndcg@10', float('nan')):.4f} "
+                      f"hit@10 {v.get('hit@10', float('nan')):.4f} | test ndcg@10 {t['ndcg@10']:.4f}", flush=True)
+            print(json.dumps({"taste": taste, "seed": seed,
+                              "warm_start_valid_ndcg@10": rep["rows"]["ccrs_meta"]["warm_start_valid"]["ndcg@10"],
+                              "meta_valid_history": rep["rows"]["ccrs_meta"]["valid_history"],
+                              "seconds": round(rep["seconds"], 1)}), flush=True)
+        reports[taste] = per_seed[0] if len(per_seed) == 1 else pool_reports(per_seed)
     if not args.no_save:
         command = "python benchmarks/planted_signal.py " + shlex.join(sys.argv[1:] if argv is None else argv)
         save(reports, args.save, command.strip())
