@@ -18,7 +18,7 @@ Two rankings from it, scored on the same samples as the models (no model, no tra
     ``control`` data (relation drawn per conversation) no ranking can beat it in expectation.
 ``bayes_support``
     :math:`\sum_r \pi_u(r)\, p(m \mid A, r)` with :math:`\pi_u` the posterior over relations given
-    the user's **support** conversations (uniform prior, each support label an independent draw):
+    the user's **support** conversations (uniform prior; the picks of a conversation share its relation):
     the best ranking from exactly what meta-test adaptation sees. The ceiling of any customized
     model on the ``planted`` data; on ``control`` it trusts a taste that is not there.
 
@@ -99,19 +99,31 @@ def _mixed(model: PlantedModel, seed_entity: int, strength: float) -> np.ndarray
 
 def relation_posteriors(ds: PreparedDataset, model: PlantedModel, users: set[int],
                         strength: float = 1.0) -> dict[int, np.ndarray]:
-    """:math:`\\pi_u` (3,) per user from the rec samples of their support conversations."""
+    """:math:`\\pi_u` (3,) per user from the rec samples of their support conversations.
+
+    The picks of one conversation share its relation: conversation :math:`c` with per-relation
+    likelihood :math:`L_r(c) = \\prod_{m \\in c} p(m \\mid A, r)` has likelihood
+    :math:`s L_u(c) + (1 - s)\\,\\overline{L}(c)` if the user's relation is :math:`u` (the mean over
+    relations for a conversation that does not follow it).
+    """
     parts = ds.conversation_parts()
     samples = ds.table("rec_samples").filter(pc.is_in(ds.table("rec_samples").column("user_id"),
                                                       value_set=pc.cast(list(users), "int64")))
-    log_post = {u: np.zeros(len(RELATIONS)) for u in users}
-    for s in samples.to_pylist():
-        if parts.get(s["conversation_id"], "support") != "support":
+    per_conv: dict[tuple[int, str], np.ndarray] = {}  # Σ log p(label | A, r) over a conversation's picks
+    for row in samples.to_pylist():
+        if parts.get(row["conversation_id"], "support") != "support":
             continue
-        seed, label = _seed(s["context_entity_ids"], model), model.entity_to_item.get(s["label"], -1)
+        seed, label = _seed(row["context_entity_ids"], model), model.entity_to_item.get(row["label"], -1)
         if seed < 0 or label < 0:
             continue
-        lik = _mixed(model, seed, strength)[:, label]
-        log_post[s["user_id"]] += np.log(np.maximum(lik, FLOOR))
+        lik = np.stack([model.pick_probabilities(seed, r) for r in RELATIONS])[:, label]
+        key = (row["user_id"], row["conversation_id"])
+        per_conv[key] = per_conv.get(key, np.zeros(len(RELATIONS))) + np.log(np.maximum(lik, FLOOR))
+    log_post = {u: np.zeros(len(RELATIONS)) for u in users}
+    for (user, _), ll in per_conv.items():
+        top = ll.max()
+        own, other = np.exp(ll - top), np.exp(ll - top).mean()
+        log_post[user] += np.log(strength * own + (1.0 - strength) * other) + top
     out = {}
     for u, lp in log_post.items():
         w = np.exp(lp - lp.max())
