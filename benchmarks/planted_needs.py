@@ -39,7 +39,7 @@ def format_markdown(body: dict) -> str:
     lines = ["# What customization needs: taste strength × conversations per user (planted data)", "",
              "Regenerate with:", "", "```", body["command"], "```", "",
              "Test NDCG@10 of one planted dataset per cell (seed 0, 240 users); s = chance that a conversation",
-             "follows the user's hidden relation. `gain` columns: ccrs_meta's relative difference and the",
+             "follows the user's hidden relation. `meta vs …` columns: ccrs_meta's relative difference and the",
              "user-level p (whole users sign-flipped). `bayes` columns bound what a ranking can reach without",
              "the user (agnostic) and from the user's support conversations (support).", "",
              "| s | conv./user | users | kbrd | ccrs | ccrs_meta | β = 0 | bayes agnostic | bayes support | "
