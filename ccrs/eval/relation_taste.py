@@ -28,29 +28,36 @@ import numpy as np
 from ccrs.data.dataset import PreparedDataset
 
 
-def _neighbours(ds: PreparedDataset, relations: tuple[str, ...]) -> tuple[dict[str, dict[int, set[int]]], set[int]]:
+def movie_values(ds: PreparedDataset, relations: tuple[str, ...]) -> tuple[dict[str, dict[int, set[int]]], dict[int, int]]:
+    """``(values, entity_to_item)``: ``values[r][movie entity]`` = the movie's non-item neighbours by
+    relation ``r`` (its director, actors, …), and the entity → item index map. Unknown relations are
+    an error naming them."""
     rel_ids = {r["name"]: r["id"] for r in ds.table("relations").to_pylist()}
     missing = [r for r in relations if r not in rel_ids]
     if missing:
         raise ValueError(f"relations {missing} not in the KG (has {sorted(rel_ids)})")
     entities = ds.table("entities")
-    items = set(np.asarray(entities.column("id"))[np.asarray(entities.column("item_index")) >= 0].tolist())
+    item_index = np.asarray(entities.column("item_index"))
+    entity_to_item = {int(e): int(i) for e, i in zip(np.asarray(entities.column("id")), item_index, strict=True)
+                      if i >= 0}
     edges = ds.table("kg_edges")
     head, rel, tail = (np.asarray(edges.column(c)) for c in ("head", "relation", "tail"))
+    items = list(entity_to_item)
     out: dict[str, dict[int, set[int]]] = {}
     for r in relations:
-        sel = (rel == rel_ids[r]) & np.isin(head, list(items)) & ~np.isin(tail, list(items))
+        sel = (rel == rel_ids[r]) & np.isin(head, items) & ~np.isin(tail, items)
         nb: dict[int, set[int]] = defaultdict(set)
         for h, t in zip(head[sel].tolist(), tail[sel].tolist(), strict=True):
             nb[h].add(t)
         out[r] = nb
-    return out, items
+    return out, entity_to_item
 
 
 def explained(ds: PreparedDataset, relations: tuple[str, ...]) -> tuple[list[dict], np.ndarray]:
     """``(samples, E)``: the rec samples (user_id, conversation_id) with a movie in context, and
     E (n, R) bool: sample i is explained by relation r (module docstring)."""
-    nb, items = _neighbours(ds, relations)
+    nb, entity_to_item = movie_values(ds, relations)
+    items = set(entity_to_item)
     rows, flags = [], []
     for s in ds.table("rec_samples").select(["user_id", "conversation_id", "label", "context_entity_ids"]).to_pylist():
         movies = [e for e in s["context_entity_ids"] if e in items and e != s["label"]]

@@ -41,6 +41,7 @@ import torch
 from ccrs.data.dataset import PreparedDataset
 from ccrs.eval.rec_evaluator import TOP_K, RecPredictions
 from ccrs.eval.rec_metrics import label_ranks
+from ccrs.eval.relation_taste import movie_values
 
 RELATIONS = ("director", "starring", "genre")
 PICKS = 3  # movies per planted conversation
@@ -53,26 +54,17 @@ class PlantedModel:
     """:math:`p(m \\mid A, r)` on a prepared planted dataset (module docstring)."""
 
     def __init__(self, ds: PreparedDataset) -> None:
-        rel_ids = {r["name"]: r["id"] for r in ds.table("relations").to_pylist()}
-        missing = [r for r in RELATIONS if r not in rel_ids]
-        if missing:
-            raise ValueError(f"not planted data: the KG has no relation {missing} (has {sorted(rel_ids)})")
-        entities = ds.table("entities")
-        item_index = entities.column("item_index").to_numpy()
-        self.entity_to_item = {int(e): int(i) for e, i in zip(entities.column("id").to_numpy(), item_index, strict=True)
-                               if i >= 0}
-        self.num_items = int((item_index >= 0).sum())
-        edges = ds.table("kg_edges")
-        head, rel, tail = (edges.column(c).to_numpy() for c in ("head", "relation", "tail"))
-        # values[r][movie entity] = its values of r; pools[r][value] = items with that value
-        self.values: dict[str, dict[int, set[int]]] = {r: defaultdict(set) for r in RELATIONS}
+        try:
+            # values[r][movie entity] = its values of r; pools[r][value] = items with that value
+            self.values, self.entity_to_item = movie_values(ds, RELATIONS)
+        except ValueError as e:
+            raise ValueError(f"not planted data: {e}") from None
+        self.num_items = len(self.entity_to_item)
         self.pools: dict[str, dict[int, set[int]]] = {r: defaultdict(set) for r in RELATIONS}
         for r in RELATIONS:
-            sel = (rel == rel_ids[r]) & np.isin(head, list(self.entity_to_item))
-            sel &= ~np.isin(tail, list(self.entity_to_item))
-            for h, t in zip(head[sel].tolist(), tail[sel].tolist(), strict=True):
-                self.values[r][h].add(t)
-                self.pools[r][t].add(self.entity_to_item[h])
+            for movie, values in self.values[r].items():
+                for v in values:
+                    self.pools[r][v].add(self.entity_to_item[movie])
 
     def pick_probabilities(self, seed_entity: int, relation: str) -> np.ndarray:
         """(n_items,) chance of each item being among the picks given the seed movie and relation."""
