@@ -85,6 +85,9 @@ class RecommenderConfig:
     gamma_form: str = "linear"
     #: τ dividing the user term of Eq. 2 before ``gamma_form``.
     gamma_temperature: float = 1.0
+    #: A learned per-(relation, head) logit added to Eq. 2 after the user scaling (not in the paper;
+    #: a population prior over relations: ccrs/nn/user_relational_conv.py).
+    attention_relation_bias: bool = False
     #: λ of a penalty λ·mean(z²) on that user term, added to the plain training loss (0 = off, the
     #: paper). Keeps γ out of saturation so the user row keeps a gradient (UserRelationalConv.gamma_penalty).
     gamma_penalty: float = 0.0

@@ -43,6 +43,11 @@ Choices where the paper is silent (each documented here and kept simple):
   (:math:`\gamma_0\,\mathrm{softplus}(z)/\ln 2`: 1 at z = 0 for γ₀ = 1) and ``relation_softmax``
   (:math:`R\,\mathrm{softmax}_r z`: a distribution over the R relations per user and head, scaled
   to mean 1; γ₀ unused). ``gamma_temperature`` τ divides z.
+* ``relation_bias`` (off by default, not in the paper): a learned logit :math:`b^i_r` added to Eq. 2
+  after the user scaling, :math:`g_i = S_i^\top A_r^i T_i \gamma / \sqrt{d} + b^i_r`: a population
+  prior over relations that does not depend on the content, so the layer can spread or focus its
+  mass across relations the way R-GCN's per-relation sums do, with the user term still scaling the
+  content part.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ class UserRelationalConv(MessagePassing):
         gamma_form: ``linear`` (Eq. 2 as written), ``tanh``, ``softplus`` or ``relation_softmax``
             (module docstring).
         gamma_temperature: τ dividing the user term before ``gamma_form``.
+        relation_bias: add a learned per-(relation, head) logit to Eq. 2 (module docstring).
     """
 
     GAMMA_FORMS = ("linear", "tanh", "softplus", "relation_softmax")
@@ -85,6 +91,7 @@ class UserRelationalConv(MessagePassing):
         gamma_offset: float = 1.0,
         gamma_form: str = "linear",
         gamma_temperature: float = 1.0,
+        relation_bias: bool = False,
     ) -> None:
         super().__init__(aggr="add", node_dim=0)
         if dim % heads:
@@ -108,6 +115,8 @@ class UserRelationalConv(MessagePassing):
         self.rel_msg = nn.Parameter(torch.empty(num_relations, heads, self.head_dim, self.head_dim))  # M_r^i
         self.user_proj = nn.Linear(user_dim, self.head_dim * self.head_dim, bias=False)  # W_u (Eq. 2)
         self.lin_out = nn.Linear(dim, dim)  # W^A (Eq. 6)
+        # b_r^i (module docstring); absent unless asked for, so checkpoints without it still load
+        self.rel_bias = nn.Parameter(torch.zeros(num_relations, heads)) if relation_bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -117,6 +126,8 @@ class UserRelationalConv(MessagePassing):
         nn.init.xavier_uniform_(self.rel_att.view(-1, self.head_dim, self.head_dim))
         nn.init.xavier_uniform_(self.rel_msg.view(-1, self.head_dim, self.head_dim))
         self.user_proj.reset_parameters()
+        if self.rel_bias is not None:
+            nn.init.zeros_(self.rel_bias)
 
     def user_logits(self, users: Tensor) -> Tensor:
         r"""The user term :math:`z = \mathrm{Vec}(A_r^i)^\top W_u U_{id} / \tau` of Eq. 2: ``(U, user_dim)`` → ``(U, R, k)``."""
@@ -212,6 +223,8 @@ class UserRelationalConv(MessagePassing):
         score = torch.cat(scores) if scores else source_j.new_zeros(e, k)
         msg = torch.cat(msgs) if msgs else source_j.new_zeros(e, k, dh)
         score = score * gamma / self.scale  # Eq. 2
+        if self.rel_bias is not None:
+            score = score + self.rel_bias[edge_type]  # b_r^i (E, k)
         alpha = softmax(score, index, ptr, size_i)  # Eq. 3, over each target's neighbours
         self._alpha = alpha
         return msg * alpha.unsqueeze(-1)  # summed per target by aggr="add" (Eq. 5)

@@ -167,3 +167,22 @@ def test_gamma_penalty_pulls_a_saturated_relation_softmax_back():
         layer.gamma_penalty(user.detach()).backward()
         opt.step()
     assert layer.user_gamma(user).max().item() < 1.1 and user_grad() > 10 * saturated_grad
+
+
+def test_relation_bias_starts_as_the_papers_layer_and_shifts_mass_between_relations():
+    torch.manual_seed(0)
+    plain = UserRelationalConv(dim=8, num_relations=3, user_dim=6, heads=2)
+    torch.manual_seed(0)
+    biased = UserRelationalConv(dim=8, num_relations=3, user_dim=6, heads=2, relation_bias=True)
+    ei, et = tiny_graph()
+    x, users, edge_user = torch.randn(5, 8), torch.randn(1, 6), torch.zeros(ei.size(1), dtype=torch.long)
+    h0, a0 = run(plain, x, ei, et, users, edge_user)
+    h1, a1 = run(biased, x, ei, et, users, edge_user)
+    assert torch.allclose(h0, h1) and torch.allclose(a0, a1)  # b_r = 0 at initialisation
+    assert "rel_bias" not in dict(plain.named_parameters())  # old checkpoints keep loading
+    with torch.no_grad():
+        biased.rel_bias[0] = 20.0  # a strong prior for relation 0
+    _, a2 = run(biased, x, ei, et, users, edge_user)
+    has_rel0 = scatter((et == 0).float(), ei[1], dim_size=5, reduce="max") > 0
+    mass0 = scatter(a2[et == 0], ei[1][et == 0], dim=0, dim_size=5, reduce="sum")  # (5, heads)
+    assert torch.allclose(mass0[has_rel0], torch.ones_like(mass0[has_rel0]), atol=1e-4)
