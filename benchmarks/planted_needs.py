@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from planted_signal import FULL, RESULTS  # noqa: E402
+from report_files import command_line, save_report  # noqa: E402
 
 from ccrs.experiments.planted import PlantedSpec, run_planted  # noqa: E402
 
@@ -75,13 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(c)
             print(json.dumps({k: c[k] for k in ("strength", "conversations", "ndcg@10")}), flush=True)
     if not args.no_save:
-        from ccrs import storage
-
-        command = "python benchmarks/planted_needs.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-        body = {"command": command.strip(), "cells": cells}
-        storage.write_bytes(storage.resolve(args.save + ".json"), json.dumps(body, indent=2).encode())
-        storage.write_bytes(storage.resolve(args.save + ".md"), format_markdown(body).encode())
-        print(f"saved {args.save}.json and {args.save}.md")
+        save_report(args.save, {"command": command_line("planted_needs.py", argv).strip(), "cells": cells},
+                    format_markdown)
     return 0
 
 

@@ -15,17 +15,17 @@ paired test (whole users resampled). Test figures are never read.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ccrs.experiments.planted import SMALL_MODEL, PlantedSpec, _plain, prepare_planted
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from planted_signal import FULL  # noqa: E402  (the benchmark's data size)
+from report_files import command_line, save_report  # noqa: E402
 
 
 def valid_ranks(taste: str, seed: int, candidates: dict[str, list[str]], work: Path) -> dict[str, dict]:
@@ -48,26 +48,26 @@ def valid_ranks(taste: str, seed: int, candidates: dict[str, list[str]], work: P
 
 
 def screen(taste: str, seeds: list[int], candidates: dict[str, list[str]], reference: str, work: Path) -> dict:
+    from ccrs.eval.rec_metrics import per_sample_metrics
     from ccrs.eval.significance import user_paired_test
+
+    def ndcg10(rank: np.ndarray) -> np.ndarray:
+        return per_sample_metrics(torch.from_numpy(rank), ks=(10,))["ndcg@10"].numpy()
 
     per_seed = [valid_ranks(taste, s, candidates, work) for s in seeds]
     users = np.concatenate([[f"{s}:{u}" for u in r[reference]["user_id"]]  # seeds reuse user ids
                             for s, r in zip(seeds, per_seed, strict=True)])
-    ndcg = {name: np.concatenate([_ndcg10(r[name]["rank"]) for r in per_seed]) for name in candidates}
+    ndcg = {name: np.concatenate([ndcg10(r[name]["rank"]) for r in per_seed]) for name in candidates}
     rows = {}
     for name in candidates:
         test = user_paired_test(ndcg[name], ndcg[reference], users, n_resamples=5000)
         rows[name] = {"overrides": candidates[name], "ndcg@10": float(ndcg[name].mean()),
-                      "per_seed": [float(_ndcg10(r[name]["rank"]).mean()) for r in per_seed],
+                      "per_seed": [float(ndcg10(r[name]["rank"]).mean()) for r in per_seed],
                       "relative_to_reference": float(ndcg[name].mean() / ndcg[reference].mean() - 1),
                       "p_user": test["p_user_permutation"], "user_wins": test["user_wins"],
                       "user_losses": test["user_losses"]}
     return {"taste": taste, "seeds": seeds, "reference": reference, "users": int(np.unique(users).size),
             "samples": int(users.size), "rows": rows}
-
-
-def _ndcg10(rank: np.ndarray) -> np.ndarray:
-    return np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0)
 
 
 def format_markdown(body: dict) -> str:
@@ -113,13 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{taste:8s} {name:12s} valid ndcg@10 {r['ndcg@10']:.4f} {100 * r['relative_to_reference']:+.1f}% "
                   f"p_user {r['p_user']:.4f}", flush=True)
     if args.save:
-        from ccrs import storage
-
-        command = "python benchmarks/planted_plain_screen.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-        body = {"command": command, "screens": screens}
-        storage.write_bytes(storage.resolve(args.save + ".json"), json.dumps(body, indent=2).encode())
-        storage.write_bytes(storage.resolve(args.save + ".md"), format_markdown(body).encode())
-        print(f"saved {args.save}.json and {args.save}.md")
+        save_report(args.save, {"command": command_line("planted_plain_screen.py", argv), "screens": screens},
+                    format_markdown)
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from ccrs.experiments.planted import SMALL_MODEL, PlantedSpec, run_planted
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from planted_signal import FULL  # noqa: E402  (the benchmark's data size)
+from report_files import command_line, save_report  # noqa: E402
 
 ROWS = ("kbrd", "ccrs", "ccrs_meta", "ccrs_meta_beta0")
 
@@ -73,20 +73,14 @@ def main(argv: list[str] | None = None) -> int:
                   + "  meta-kbrd per seed " + " ".join(f"{m:+.4f}" for m in margins), flush=True)
         out[name] = res
     if args.save:
-        from ccrs import storage
-
-        command = "python benchmarks/planted_select.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+        command = command_line("planted_select.py", argv)
         body = {"command": command, "seeds": args.seeds, "candidates": out}
-        storage.write_bytes(storage.resolve(args.save + ".json"), json.dumps(body, indent=2).encode())
-        storage.write_bytes(storage.resolve(args.save + ".md"), format_markdown(body).encode())
-        print(f"saved {args.save}.json and {args.save}.md")
+        save_report(args.save, body, format_markdown)
     return 0
 
 
 def merge(paths: list[Path], save: str | None) -> int:
     """One file from several runs (each keeps its command): the candidates side by side."""
-    from ccrs import storage
-
     if not save:
         raise SystemExit("--merge needs --save")
     bodies = [json.loads(p.read_text()) for p in paths]
@@ -104,9 +98,7 @@ def merge(paths: list[Path], save: str | None) -> int:
                 candidates[name] = c
     body = {"commands": [c for b in bodies for c in b.get("commands", [b.get("command")]) if c],
             "seeds": bodies[0]["seeds"], "candidates": candidates}
-    storage.write_bytes(storage.resolve(save + ".json"), json.dumps(body, indent=2).encode())
-    storage.write_bytes(storage.resolve(save + ".md"), format_markdown(body).encode())
-    print(f"saved {save}.json and {save}.md")
+    save_report(save, body, format_markdown)
     return 0
 
 

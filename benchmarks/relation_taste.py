@@ -11,14 +11,13 @@ figure reads on a scale where the planted benchmark says what customization gain
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from planted_signal import FULL  # noqa: E402
+from report_files import command_line, save_report  # noqa: E402
 
 from ccrs.data.dataset import PreparedDataset  # noqa: E402
 from ccrs.eval.relation_taste import relation_taste  # noqa: E402
@@ -48,13 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['data']:34s} users {r['users']:4d}  own {r['own']:.4f}  other {r['other']:.4f}  "
               f"own-other {r['own_minus_other']:+.4f}  p_user {r['p_user']:.4f}", flush=True)
     if args.save:
-        from ccrs import storage
-
-        command = "python benchmarks/relation_taste.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-        body = {"command": command, "rows": rows}
-        storage.write_bytes(storage.resolve(args.save + ".json"), json.dumps(body, indent=2).encode())
-        storage.write_bytes(storage.resolve(args.save + ".md"), format_markdown(body).encode())
-        print(f"saved {args.save}.json and {args.save}.md")
+        save_report(args.save, {"command": command_line("relation_taste.py", argv), "rows": rows}, format_markdown)
     return 0
 
 
