@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ccrs.experiments.planted import SMALL_MODEL, PlantedSpec, _plain, prepare_planted
+from ccrs.experiments.planted import SMALL_MODEL, PlantedSpec, prepare_planted, train_plain_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from planted_signal import FULL  # noqa: E402  (the benchmark's data size)
@@ -39,7 +39,7 @@ def valid_ranks(taste: str, seed: int, candidates: dict[str, list[str]], work: P
     prepared = prepare_planted(out, spec)
     ranks = {}
     for name, overrides in candidates.items():
-        info, _ = _plain(load_config(None, [*SMALL_MODEL, *overrides]), prepared, spec.fold, out / "plain" / name)
+        info, _ = train_plain_row(load_config(None, [*SMALL_MODEL, *overrides]), prepared, spec.fold, out / "plain" / name)
         p = RecPredictions.from_table(storage.read_parquet(storage.resolve(info["out"]).child("valid_predictions.parquet")))
         order = np.argsort(p.sample_ids.numpy(), kind="stable")
         ranks[name] = {"sample_id": p.sample_ids.numpy()[order], "user_id": np.asarray(p.user_ids)[order],

@@ -109,7 +109,7 @@ def prepare_planted(out: Path, spec: PlantedSpec) -> str:
     return str(prepared)
 
 
-def _plain(cfg: CCRSConfig, prepared: str, fold: int, out: Path) -> tuple[dict, RecPredictions]:
+def train_plain_row(cfg: CCRSConfig, prepared: str, fold: int, out: Path) -> tuple[dict, RecPredictions]:
     """Plain training of one row; reused when ``out`` already holds this configuration's run."""
     from ccrs import storage
     from ccrs.train.rec_trainer import train_recommender
@@ -143,11 +143,11 @@ def run_planted(out: str | Path, spec: PlantedSpec = PlantedSpec(), progress: bo
     rows: dict[str, dict] = {}
     preds: dict[str, RecPredictions] = {}
     for model in ("popularity", "kbrd", "ccrs"):
-        info, preds[model] = _plain(load_config(None, [*base, f"recommender.variant={model}"]), prepared, spec.fold,
+        info, preds[model] = train_plain_row(load_config(None, [*base, f"recommender.variant={model}"]), prepared, spec.fold,
                                     out / "plain" / model)
         rows[model] = {k: v for k, v in info.items() if k != "out"}
     meta_cfg = load_config(None, [*base, "recommender.variant=ccrs", *CUSTOMIZED, *spec.meta_overrides])
-    warm_info, _ = _plain(meta_cfg, prepared, spec.fold, out / "plain" / "ccrs")  # = the ccrs row when the configs agree
+    warm_info, _ = train_plain_row(meta_cfg, prepared, spec.fold, out / "plain" / "ccrs")  # = the ccrs row when the configs agree
     init = load_checkpoint(str(Path(warm_info.pop("out")) / "best.pt"))["state_dict"]
     training = fit_in_process(RecMetaTraining(meta_cfg, prepared, spec.fold, init_state=init), progress=progress)
     preds["ccrs_meta"] = training.evaluate("test")
