@@ -76,7 +76,7 @@ class RecommenderConfig:
     dropout: float = 0.0
     max_context_entities: int = 64
     max_turns: int = 64
-    n_bases: int = 8  # RGCN basis decomposition (kbrd variant)
+    n_bases: int = 8  # RGCN basis decomposition (kbrd variant, and ccrs's attention_rgcn_branch)
     #: γ_0 in γ = γ_0 + Vec(A_r^i) W_u U_id (Eq. 2); the paper's form is 0, which starts training at
     #: a saddle (see ccrs/nn/user_relational_conv.py); 1 starts from plain relation-aware attention.
     gamma_offset: float = 1.0
@@ -88,6 +88,9 @@ class RecommenderConfig:
     #: A learned per-(relation, head) logit added to Eq. 2 after the user scaling (not in the paper;
     #: a population prior over relations: ccrs/nn/user_relational_conv.py).
     attention_relation_bias: bool = False
+    #: Add a user-independent R-GCN message (per-relation means, ``n_bases`` bases) beside the
+    #: user-guided attention in every layer (not in the paper; ccrs/nn/user_relational_conv.py).
+    attention_rgcn_branch: bool = False
     #: λ of a penalty λ·mean(z²) on that user term, added to the plain training loss (0 = off, the
     #: paper). Keeps γ out of saturation so the user row keeps a gradient (UserRelationalConv.gamma_penalty).
     gamma_penalty: float = 0.0

@@ -82,7 +82,8 @@ class Recommender(nn.Module):
                 UserRelationalConv(d, kg.num_relations, cfg.user_dim, heads=cfg.n_heads, scale_by=cfg.attention_scale,
                                    gamma_offset=cfg.gamma_offset, gamma_form=cfg.gamma_form,
                                    gamma_temperature=cfg.gamma_temperature,
-                                   relation_bias=cfg.attention_relation_bias)
+                                   relation_bias=cfg.attention_relation_bias,
+                                   rgcn_branch=cfg.attention_rgcn_branch, rgcn_bases=cfg.n_bases)
                 for _ in range(cfg.n_layers)
             )
         self.turn_encoder = TurnEncoder(d, cfg.max_turns, cfg.turn_mode) if self.variant == "ccrs" else None

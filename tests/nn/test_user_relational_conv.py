@@ -186,3 +186,33 @@ def test_relation_bias_starts_as_the_papers_layer_and_shifts_mass_between_relati
     has_rel0 = scatter((et == 0).float(), ei[1], dim_size=5, reduce="max") > 0
     mass0 = scatter(a2[et == 0], ei[1][et == 0], dim=0, dim_size=5, reduce="sum")  # (5, heads)
     assert torch.allclose(mass0[has_rel0], torch.ones_like(mass0[has_rel0]), atol=1e-4)
+
+
+def test_rgcn_branch_starts_as_the_papers_layer_then_adds_per_relation_means():
+    torch.manual_seed(0)
+    plain = UserRelationalConv(dim=8, num_relations=3, user_dim=6, heads=2)
+    hybrid = UserRelationalConv(dim=8, num_relations=3, user_dim=6, heads=2, rgcn_branch=True, rgcn_bases=2)
+    missing, _ = hybrid.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["rgcn.comp", "rgcn.weight"]
+    ei, et = tiny_graph()
+    x, users, edge_user = torch.randn(5, 8), torch.randn(1, 6), torch.zeros(ei.size(1), dtype=torch.long)
+    h0, _ = run(plain, x, ei, et, users, edge_user)
+    h1, _ = run(hybrid, x, ei, et, users, edge_user)
+    assert torch.allclose(h0, h1)  # silent at initialisation
+    assert "rgcn.comp" not in dict(plain.named_parameters())  # old checkpoints keep loading
+    h1.sum().backward()
+    assert hybrid.rgcn.comp.grad.abs().sum() > 0  # the zero start is not a saddle
+    with torch.no_grad():
+        hybrid.rgcn.comp.fill_(1.0)
+    # The branch is R-GCN's per-relation mean, W = Σ_b comp_rb V_b, summed over relations:
+    weight = torch.einsum("rb,bio->rio", hybrid.rgcn.comp, hybrid.rgcn.weight)
+    expected = torch.zeros(5, 8)
+    for r in range(3):
+        m = et == r
+        expected += scatter(x[ei[0][m]] @ weight[r], ei[1][m], dim=0, dim_size=5, reduce="mean")
+    assert torch.allclose(hybrid.rgcn(x, ei, et), expected, atol=1e-5)
+    # bipartite blocks (item table) give the same targets as the full graph
+    h_full = hybrid(x, ei, et, users, edge_user)
+    keep = ei[1] < 3
+    h_block = hybrid((x, x[:3]), ei[:, keep], et[keep], users, edge_user[keep])
+    assert torch.allclose(h_full[:3], h_block, atol=1e-5)
