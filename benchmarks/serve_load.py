@@ -9,12 +9,15 @@
 2. Bare models, no Ray, one process: latency of one request (``RecommenderService.recommend`` and
    recommend + ``GeneratorService.respond``) and the per-request cost inside a batch of 16.
 3. The app on 127.0.0.1 (``serve.app.build_app``); ``benchmarks/load_client.py`` in its own process
-   runs ``--clients`` closed-loop clients for ``--duration`` s against ``/v1/recommend`` and then
-   ``/v1/respond``: throughput, p50/p99 latency, errors. Then the same with batching off
-   (``max_batch_size=1``, rolled out by ``user_config`` → ``reconfigure``, no restart).
+   runs closed-loop clients against ``/v1/noop`` (the floor: same proxy, ingress and body, no model),
+   ``/v1/recommend`` and ``/v1/respond``, at 1 client (latency) and ``--clients`` (throughput):
+   p50/p99, errors, and the batch sizes the replicas formed in each phase (``/v1/stats``). Three app
+   configurations side by side (:data:`MODES`, rolled out by ``user_config`` → ``reconfigure``, no
+   restart): batches of up to 16 taking what is queued (wait 0), the same waiting up to 10 ms for a
+   batch to fill, and no batching.
 
-Serve overhead = Serve p50 at 1 client ÷ bare p50; batched ÷ unbatched throughput at --clients.
-Writes results/bench_serve.json and .md. Bounded: 5 load phases of --duration s plus start-up.
+Ratios: p50 at 1 client ÷ the floor's; throughput ÷ the floor's; mean batch size.
+Writes results/bench_serve.json and .md. Bounded: 14 load phases of at most --duration s plus start-up.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def bare_latency(rec_ckpt: str, gen_ckpt: str, prepared: str, bodies: list[dict]
     def respond(bs):
         qs = queries(bs)
         recs = rec.recommend(qs)
-        names = {i: rec.entity_names[int(rec.kg.item_entity_ids[i])] for r in recs for i in r.ranked}
+        names = {i: rec.item_name(i) for r in recs for i in r.ranked}
         gen.respond([Reply(q.turns, r.p_u, r.ranked, r.mentioned_items) for q, r in zip(qs, recs, strict=True)], names)
 
     out = {}
@@ -117,13 +120,31 @@ def load(url: str, bodies_file: str, clients: int, duration: float) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def stats(base: str) -> dict:
+    """Batch sizes the model replicas formed so far (``GET /v1/stats``): {model: {size: count}}."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}/v1/stats", timeout=30) as r:
+        body = json.loads(r.read())
+    return {m: {int(k): v for k, v in (body.get(m) or {}).get("batch_sizes", {}).items()} for m in ("recommender", "generator")}
+
+
+def _diff(after: dict, before: dict) -> dict:
+    return {m: {k: v - before[m].get(k, 0) for k, v in sorted(after[m].items()) if v - before[m].get(k, 0)}
+            for m in after}
+
+
+#: (name, max_batch_size, batch_wait_timeout_s) of the app configurations measured side by side.
+MODES = (("batched_wait0", 16, 0.0), ("batched_wait10ms", 16, 0.01), ("unbatched", 1, 0.0))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True)
     p.add_argument("--rec-ckpt", required=True)
     p.add_argument("--gen-ckpt", required=True)
     p.add_argument("--clients", type=int, default=16)
-    p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--bodies", type=int, default=400)
     p.add_argument("--repeats", type=int, default=64, help="bare-model timings per measurement")
     p.add_argument("--port", type=int, default=8765)
@@ -153,32 +174,30 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(bodies, f)
     try:
-        for mode, batch in (("batched", 16), ("unbatched", 1)):
+        for mode, batch, wait in MODES:
             t0 = time.perf_counter()
-            serve.run(build_app({**common, "max_batch_size": batch, "batch_wait_timeout_s": 0.01}), name="ccrs",
+            serve.run(build_app({**common, "max_batch_size": batch, "batch_wait_timeout_s": wait}), name="ccrs",
                       route_prefix="/")  # a second run only changes user_config: reconfigure, no restart
             print(f"{mode}: app ready in {time.perf_counter() - t0:.1f} s", flush=True)
             load(f"{base}/v1/respond", f.name, 2, 3)  # warm-up
             phases = {}
-            if mode == "batched":
-                phases["recommend_1_client"] = load(f"{base}/v1/recommend", f.name, 1, args.duration / 2)
-            phases["recommend"] = load(f"{base}/v1/recommend", f.name, args.clients, args.duration)
-            phases["respond"] = load(f"{base}/v1/respond", f.name, args.clients, args.duration)
+            if mode == MODES[0][0]:  # the floor: the same body, proxy and ingress, no model
+                phases["noop_1_client"] = load(f"{base}/v1/noop", f.name, 1, args.duration / 2)
+                phases["noop"] = load(f"{base}/v1/noop", f.name, args.clients, args.duration)
+            for route in ("recommend", "respond"):
+                for clients, name in ((1, f"{route}_1_client"), (args.clients, route)):
+                    before = stats(base)
+                    phases[name] = load(f"{base}/v1/{route}", f.name, clients, args.duration / (2 if clients == 1 else 1))
+                    phases[name]["batch_sizes"] = _diff(stats(base), before)
             for k, v in phases.items():
                 print(f"{mode} {k}: {v['throughput_rps']} req/s p50 {v['p50_ms']} ms p99 {v['p99_ms']} ms "
-                      f"errors {v['errors']}", flush=True)
+                      f"errors {v['errors']} batches {v.get('batch_sizes', '')}", flush=True)
             report["serve"][mode] = phases
     finally:
         serve.shutdown()
         ray.shutdown()
         os.unlink(f.name)
-    b, u = report["serve"]["batched"], report["serve"]["unbatched"]
-    report["ratios"] = {
-        "serve_overhead_p50_1_client_recommend": round(b["recommend_1_client"]["p50_ms"] / bare["recommend"]["single_p50_ms"], 2),
-        "batched_over_unbatched_throughput_recommend": round(b["recommend"]["throughput_rps"] / u["recommend"]["throughput_rps"], 2),
-        "batched_over_unbatched_throughput_respond": round(b["respond"]["throughput_rps"] / u["respond"]["throughput_rps"], 2),
-        "total_errors": sum(ph["errors"] for m in report["serve"].values() for ph in m.values()),
-    }
+    report["ratios"] = ratios(report)
     print(json.dumps(report["ratios"], indent=2))
     save = Path(args.save)
     save.parent.mkdir(parents=True, exist_ok=True)
@@ -188,15 +207,47 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def mean_batch(hist: dict) -> float:
+    n = sum(hist.values())
+    return round(sum(int(k) * v for k, v in hist.items()) / n, 2) if n else float("nan")
+
+
+def ratios(r: dict) -> dict:
+    s, bare = r["serve"], r["bare"]
+    floor = s[MODES[0][0]]
+    out = {"floor_p50_ms_1_client": floor["noop_1_client"]["p50_ms"],
+           "floor_throughput_rps": floor["noop"]["throughput_rps"]}
+    for mode, *_ in MODES:
+        for route in ("recommend", "respond"):
+            out[f"{mode}_{route}_p50_1_client_over_floor"] = round(
+                s[mode][f"{route}_1_client"]["p50_ms"] / floor["noop_1_client"]["p50_ms"], 2)
+            out[f"{mode}_{route}_throughput_over_floor"] = round(
+                s[mode][route]["throughput_rps"] / floor["noop"]["throughput_rps"], 2)
+            model = "recommender" if route == "recommend" else "generator"
+            out[f"{mode}_{route}_mean_batch"] = mean_batch(s[mode][route]["batch_sizes"].get(model, {}))
+    out["serve_p50_1_client_over_bare_recommend"] = round(
+        s[MODES[0][0]]["recommend_1_client"]["p50_ms"] / bare["recommend"]["single_p50_ms"], 2)
+    out["total_errors"] = sum(ph["errors"] for m in s.values() for ph in m.values())
+    return out
+
+
 def markdown(r: dict) -> str:
     lines = [f"# Serve load benchmark ({r['machine']})", "", f"`{r['command']}`", "",
-             f"{r['clients']} closed-loop clients from a separate process, {r['duration_s']} s per phase, "
-             f"{r['bodies']} request bodies from ReDial dialogues.", "",
-             "| mode | endpoint | clients | req/s | p50 ms | p99 ms | errors |", "|---|---|---:|---:|---:|---:|---:|"]
+             f"Closed-loop clients from a separate process ({r['clients']} for the loaded phases, 1 for the "
+             f"latency phases), {r['duration_s']} s per loaded phase, {r['bodies']} request bodies from ReDial "
+             "dialogues. `noop` is the floor: the same body through the same proxy, ingress and validation, "
+             "answered without a model (`POST /v1/noop`). Batch sizes: what the model replicas formed during "
+             "the phase (`GET /v1/stats`), size: count.", "",
+             "| mode | phase | clients | req/s | p50 ms | p99 ms | max ms | errors | mean batch | batch sizes |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for mode, phases in r["serve"].items():
         for name, ph in phases.items():
+            hist = ph.get("batch_sizes", {})
+            model = "generator" if name.startswith("respond") else "recommender"
+            h = hist.get(model, {})
             lines.append(f"| {mode} | {name} | {ph['clients']} | {ph['throughput_rps']} | {ph['p50_ms']} | "
-                         f"{ph['p99_ms']} | {ph['errors']} |")
+                         f"{ph['p99_ms']} | {ph['max_ms']} | {ph['errors']} | "
+                         f"{mean_batch(h) if h else ''} | {' '.join(f'{k}:{v}' for k, v in h.items())} |")
     lines += ["", "Bare models (no Ray, no HTTP, one thread):", "", "| call | single p50 ms | single p99 ms | "
               "per request in a batch of 16, ms |", "|---|---:|---:|---:|"]
     for name, v in r["bare"].items():

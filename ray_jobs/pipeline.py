@@ -41,9 +41,12 @@ PRESETS: dict[str, list[str]] = {
              "generator.max_context_tokens=64", "gen_train.max_epochs=1", "gen_train.max_generate=64",
              "dial_meta.epochs=1", "dial_meta.meta_batch_size=4", "dial_meta.max_task_samples=4"],
     # rec_train.lr=0.01: chosen on fold-0 valid for ccrs (results/rec_select_lr0.01.md)
+    # Sized for `make demo` in under 10 minutes on 2 CPUs, install included (README): the generator
+    # reads the last 64 context tokens and has one plain epoch (2 epochs on 128 tokens took 12.5 of
+    # the 18 minutes the demo used to take).
     "small": ["rec_train.lr=0.01", "rec_train.max_epochs=3", "rec_meta.epochs=1", "generator.word_dim=128",
-              "generator.ffn_dim=128", "generator.max_context_tokens=128", "gen_train.max_epochs=2",
-              "gen_train.max_generate=400", "dial_meta.epochs=1", "dial_meta.max_task_samples=8"],
+              "generator.ffn_dim=128", "generator.max_context_tokens=64", "gen_train.max_epochs=1",
+              "gen_train.max_generate=100", "dial_meta.epochs=1", "dial_meta.max_task_samples=8"],
     "paper": [],
 }
 
@@ -52,11 +55,26 @@ def _log(msg: str) -> None:
     print(f"[pipeline {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def _with_threads(fn, threads: int, *args) -> Any:
+    import torch
+
+    torch.set_num_threads(threads)  # a reused Ray worker keeps the thread count of its first task
+    return fn(*args)
+
+
 def _remote(fn, *args, num_cpus: float = 1.0) -> Any:
-    """Run a plain (non-Ray-Train) step as a Ray task, so on a cluster it lands on a worker node."""
+    """Run a plain (non-Ray-Train) step as a Ray task, so on a cluster it lands on a worker node;
+    it reserves ``num_cpus`` and runs torch on that many threads."""
     import ray
 
-    return ray.get(ray.remote(num_cpus=num_cpus)(fn).remote(*args))
+    return ray.get(ray.remote(num_cpus=num_cpus)(_with_threads).remote(fn, max(1, int(num_cpus)), *args))
+
+
+def _largest_node_cpus() -> int:
+    """CPUs of the largest alive node: a plain (single-process) step may use a whole node."""
+    import ray
+
+    return max(int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n.get("Alive")) or 1
 
 
 def _prepare(raw: str | None, out: str, overrides: list[str]) -> dict:
@@ -114,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
     p.add_argument("--use-gpu", action="store_true")
     p.add_argument("--max-failures", type=int, default=1, help="worker failures each Ray Train run survives")
+    p.add_argument("--plain-cpus", type=int, default=0,
+                   help="CPUs (and torch threads) of each plain warm-up task (default: the largest node's CPUs)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides after the preset")
     return p
 
@@ -138,12 +158,13 @@ def main(argv: list[str] | None = None) -> int:
              "report": root.child("report", "report.md").uri}
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)
+    plain_cpus = args.plain_cpus or _largest_node_cpus()
     t0 = time.perf_counter()
     _log(f"1/5 data → {paths['prepared']}")
     data = _remote(_prepare, args.raw, paths["prepared"], overrides)
     _log(f"    raw data: {data['raw']} ({data['origin']}){'; already prepared' if data['skipped'] else ''}")
-    _log(f"2/5 recommender: plain warm-up → {paths['rec_plain']}")
-    _remote(_train_rec, overrides, paths["prepared"], args.fold, paths["rec_plain"])
+    _log(f"2/5 recommender: plain warm-up ({plain_cpus} CPUs) → {paths['rec_plain']}")
+    _remote(_train_rec, overrides, paths["prepared"], args.fold, paths["rec_plain"], num_cpus=plain_cpus)
     common = ["--data", paths["prepared"], "--fold", str(args.fold), "--storage-path", root.child("runs").uri,
               "--num-workers", str(args.num_workers), "--cpus-per-worker", str(args.cpus_per_worker),
               "--max-failures", str(args.max_failures), "-q", *(["--use-gpu"] if args.use_gpu else [])]
@@ -152,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         train_recommender.main([*common, "--run-name", f"rec-meta-fold{args.fold}",
                                 "--init", storage.resolve(paths["rec_plain"]).child("best.pt").uri, *overrides])
     rec_ckpt = storage.resolve(paths["rec_meta"]).child("eval", "best.pt").uri
-    _log(f"3/5 generator: plain warm-up → {paths['gen_plain']}")
-    _remote(_train_gen, overrides, paths["prepared"], rec_ckpt, args.fold, paths["gen_plain"])
+    _log(f"3/5 generator: plain warm-up ({plain_cpus} CPUs) → {paths['gen_plain']}")
+    _remote(_train_gen, overrides, paths["prepared"], rec_ckpt, args.fold, paths["gen_plain"], num_cpus=plain_cpus)
     _log(f"4/5 generator: MAML on Ray Train → {paths['gen_meta']}")
     if not storage.exists(storage.resolve(paths["gen_meta"]).child("eval", "result.json")):
         train_generator.main([*common, "--run-name", f"dial-meta-fold{args.fold}", "--rec-ckpt", rec_ckpt,

@@ -7,7 +7,9 @@
 
 Endpoints (OpenAPI schema at ``/docs`` and ``/openapi.json``): ``POST /v1/recommend``,
 ``POST /v1/respond``, ``POST /v1/users/{user_id}/adapt``, ``GET /healthz``, ``GET /v1/info``,
-``GET /v1/stats`` (batch sizes each model replica formed), ``GET /`` (the chat page).
+``GET /v1/stats`` (batch sizes each model replica formed), ``POST /v1/noop`` (a recommend body
+validated and answered without a model: the floor latency benchmarks compare with), ``GET /`` (the
+chat page).
 
 Errors: a body that is not JSON → 400; a body over ``max_body_bytes`` → 413; a body that does not
 match the schema → 422 whose ``fields`` name each bad field (``turns.2.text: ...``); adaptation
@@ -149,9 +151,9 @@ def ingress(limits: ServeLimits):
         def __init__(self, recommender: DeploymentHandle, generator: DeploymentHandle | None) -> None:
             self.rec, self.gen = recommender, generator  # generator None: a recommender-only app
 
-        async def _recommend(self, req) -> Recommendation:
+        async def _recommend(self, req, ranked_names: bool = False) -> Recommendation:
             turns = [(t.role, t.text) for t in req.turns]
-            query = Query(req.user_id, turns, req.k, req.attention, req.exclude_mentioned)
+            query = Query(req.user_id, turns, req.k, req.attention, req.exclude_mentioned, ranked_names)
             return await retry_on_replica_death(lambda: self.rec.recommend.remote(query))
 
         @staticmethod
@@ -177,8 +179,8 @@ def ingress(limits: ServeLimits):
             if self.gen is None:
                 return _error(503, "no generator deployed (recommender-only app)", request)
             try:
-                rec = await self._recommend(req)
-                names = await self.rec.item_names.remote(rec.ranked)
+                rec = await self._recommend(req, ranked_names=True)  # names come back with it: no second hop
+                names = rec.names
                 reply = Reply([(t.role, t.text) for t in req.turns], rec.p_u, rec.ranked, rec.mentioned_items)
                 out = await retry_on_replica_death(lambda: self.gen.respond.remote(req.user_id, reply, names))
             except Exception as exc:
@@ -209,6 +211,12 @@ def ingress(limits: ServeLimits):
         @api.get("/healthz")
         async def healthz(self) -> dict:
             return {"status": "ok"}
+
+        @api.post("/v1/noop")
+        async def noop(self, req: RecommendRequest) -> dict:
+            """The floor of the HTTP path: a recommend body through the same proxy, ingress, validation
+            and JSON encoding as ``/v1/recommend``, answered without a model (benchmarks/serve_load.py)."""
+            return {"turns": len(req.turns)}
 
         @api.get("/v1/info", response_model=InfoResponse)
         async def info(self) -> dict:

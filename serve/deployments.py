@@ -152,20 +152,21 @@ class Recommender:
             raise InjectedFault(f"injected fault for user ids {self.settings.fail_user_ids}")
         svc = self.svc  # a reconfigure during the forward pass must not mix two models
         users = sorted({q.user_id for q in queries if q.user_id is not None})
-        adapted = await self.store.get_many.remote(svc.version, users) if users else {}
+        # The store round trip overlaps the linking of the texts (the part of a request that needs
+        # no parameters), so a user who never adapted costs no extra latency.
+        lookup = self.store.get_many.remote(svc.version, users) if users else None
+        states = await asyncio.to_thread(lambda: [svc.dialogue_state(q.turns) for q in queries])
+        adapted = await lookup if lookup is not None else {}
         for result, n in (("hit", len(adapted)), ("miss", len(users) - len(adapted))):
             if n:  # Ray counters take positive increments only
                 metrics().lookups.inc(n, tags={"result": result})
-        return await asyncio.to_thread(svc.recommend, queries, adapted)  # the event loop keeps batching
+        return await asyncio.to_thread(svc.recommend, queries, adapted, states)  # the event loop keeps batching
 
     async def adapt(self, user_id: int, conversations: list[list[tuple[str, str]]]) -> dict:
         svc = self.svc
         params, n = await asyncio.to_thread(svc.adaptation, user_id, conversations)
         size = await self.store.put.remote(svc.version, user_id, params)
         return {"user_id": user_id, "support_samples": n, "cache_size": size, "checkpoint_version": svc.version}
-
-    def item_names(self, items: list[int]) -> dict[int, str]:
-        return {i: self.svc.entity_names[int(self.svc.kg.item_entity_ids[i])] for i in items}
 
     def info(self) -> dict:
         return {"checkpoint": self.settings.rec_ckpt, "data": self.settings.data, "version": self.svc.version,

@@ -231,13 +231,17 @@ class Recommender(nn.Module):
     # -- scores ---------------------------------------------------------------------------------
     def forward(self, batch: RecBatch, nb: NeighbourhoodBatch | None = None) -> Tensor:
         """Scores over all items (B, n_items): p_u H̃ᵀ (+ item bias) — Eq. 8."""
+        return self.scores_with_intention(batch, nb)[0]
+
+    def scores_with_intention(self, batch: RecBatch, nb: NeighbourhoodBatch | None = None) -> tuple[Tensor, Tensor]:
+        """Scores (B, n_items) and p_u (B, d) from one encoder pass (serving needs both: the ranking,
+        and the intention the generator is conditioned on)."""
         p_u, items = self._intention(batch, nb)
-        if self.score_proj is not None:
-            p_u = self.score_proj(p_u)
-        scores = IntentionEncoder.score(p_u, self.item_table(items))
+        q = self.score_proj(p_u) if self.score_proj is not None else p_u
+        scores = IntentionEncoder.score(q, self.item_table(items))
         if self.item_bias is not None:
             scores = scores + self.item_bias
-        return scores
+        return scores, p_u
 
     def loss(self, batch: RecBatch, nb: NeighbourhoodBatch | None = None) -> Tensor:
         """Cross-entropy of the label over all items (CRSLab's recommendation loss), plus

@@ -58,6 +58,7 @@ class Query:
     k: int = 10
     attention: bool = False  # also return the user's per-relation weights
     exclude_mentioned: bool = True  # never recommend a movie the dialogue already mentions
+    ranked_names: bool = False  # also name the top-50 (the generator fills its slots from them)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Recommendation:
     attention: dict[str, float] | None = None  # relation name → γ_{r,u} (Eq. 2), mean over heads and layers
     rejected: list[int] = field(default_factory=list)  # item indices the seeker turned down
     version: str = ""  # the checkpoint version that ranked it (rolling updates: every answer says which)
+    names: dict[int, str] = field(default_factory=dict)  # item index → name of ``ranked`` (Query.ranked_names)
 
 
 #: A seeker turn that turns down what the recommender just proposed.
@@ -181,12 +183,17 @@ class RecommenderService:
 
     # -- serving ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def recommend(self, queries: list[Query], adapted: dict[int, Params] | None = None) -> list[Recommendation]:
+    def recommend(self, queries: list[Query], adapted: dict[int, Params] | None = None,
+                  states: list[DialogueState] | None = None) -> list[Recommendation]:
         """One forward pass for the queries that use the global parameters, one per adapted user.
 
         ``adapted``: user id → adapted parameters held elsewhere (the Serve app keeps them in a
         shared store so every replica sees them); by default this service's own LRU cache.
+        ``states``: the queries' :meth:`dialogue_state` when the caller linked them already (the
+        Serve replica links while it looks the users up in the store).
         """
+        if states is None:
+            states = [self.dialogue_state(q.turns) for q in queries]
         if adapted is None:
             adapted = {q.user_id: self._adapted_params(q.user_id) for q in queries
                        if (self.version, q.user_id) in self._adapted}
@@ -195,14 +202,17 @@ class RecommenderService:
         for i, q in enumerate(queries):
             groups.setdefault(q.user_id if q.user_id in adapted else None, []).append(i)
         for user, idx in groups.items():
-            states = [self.dialogue_state(queries[i].turns) for i in idx]  # linked once, for input and output
-            contexts = [(st.entities, st.turns) for st in states]
+            group_states = [states[i] for i in idx]  # linked once, for input and output
+            contexts = [(st.entities, st.turns) for st in group_states]
             batch = self.batch([(queries[i].user_id, queries[i].turns) for i in idx], contexts=contexts)
             params = adapted[user] if user is not None else None
-            scores = functional_call(self.model, params, (batch,)) if params else self.model(batch)
-            # Baselines (popularity, repeat_context) have no user intention p_u and no γ: (B, 0) and None.
-            p_u = (_call(self.model, params, "user_intention", batch) if hasattr(self.model, "user_intention")
-                   else torch.zeros(len(idx), 0))
+            # One encoder pass gives the ranking and p_u. Baselines (popularity, repeat_context) have no
+            # user intention p_u and no γ: (B, 0) and None.
+            if hasattr(self.model, "scores_with_intention"):
+                scores, p_u = _call(self.model, params, "scores_with_intention", batch)
+            else:
+                scores = functional_call(self.model, params, (batch,)) if params else self.model(batch)
+                p_u = torch.zeros(len(idx), 0)
             gamma = None
             if any(queries[i].attention for i in idx) and hasattr(self.model, "relation_weights"):
                 gamma = _call(self.model, params, "relation_weights", batch.users)  # (B, L, R) or None
@@ -211,23 +221,29 @@ class RecommenderService:
             for j, i in enumerate(idx):
                 if queries[i].exclude_mentioned and mentioned_per_query[j]:
                     scores[j, mentioned_per_query[j]] = float("-inf")
-                if states[j].rejected:  # turned down: never again, whatever exclude_mentioned says
-                    scores[j, states[j].rejected] = float("-inf")
+                if group_states[j].rejected:  # turned down: never again, whatever exclude_mentioned says
+                    scores[j, group_states[j].rejected] = float("-inf")
             top = torch.topk(scores, min(50, scores.shape[1]), dim=1)
             for j, i in enumerate(idx):
                 q = queries[i]
                 ents = contexts[j][0]
-                items = [(int(it), self.entity_names[int(self.kg.item_entity_ids[it])], float(s))
+                items = [(int(it), self.item_name(int(it)), float(s))
                          for it, s in zip(top.indices[j, : q.k], top.values[j, : q.k], strict=True)]
                 mentioned = mentioned_per_query[j]
                 attention = None
                 if q.attention and gamma is not None:
                     attention = {n: round(float(w), 5) for n, w in zip(self.relation_names, gamma[j].mean(0), strict=True)}
-                spans = states[j].spans
+                spans = group_states[j].spans
+                ranked = top.indices[j].tolist()
+                names = {it: self.item_name(it) for it in ranked} if q.ranked_names else {}
                 out[i] = Recommendation(items, [(e, self.entity_names[e], *spans[e]) for e in ents],
-                                        self._row(q.user_id)[1], user is not None, p_u[j], top.indices[j].tolist(),
-                                        mentioned, attention, states[j].rejected, self.version)
+                                        self._row(q.user_id)[1], user is not None, p_u[j], ranked,
+                                        mentioned, attention, group_states[j].rejected, self.version, names)
         return out  # type: ignore[return-value]
+
+    def item_name(self, item: int) -> str:
+        """The display name of item index ``item``."""
+        return self.entity_names[int(self.kg.item_entity_ids[item])]
 
     def _adapted_params(self, user_id: int) -> dict[str, Tensor]:
         key = (self.version, user_id)

@@ -35,6 +35,16 @@ def test_every_variant_scores_all_items(data, variant):
         assert model.entity_embedding.weight.grad is not None
 
 
+@pytest.mark.parametrize("variant", ["ccrs", "kbrd"])
+def test_scores_with_intention_is_forward_and_user_intention_in_one_pass(data, variant):
+    kg, parts, users = data
+    cfg = RecommenderConfig(variant=variant, entity_dim=16, user_dim=8, n_heads=2, score_projection=True)
+    model = build_recommender(cfg, kg, len(users), parts["train"]).eval()
+    batch = _batch(parts)
+    scores, p_u = model.scores_with_intention(batch)
+    assert torch.allclose(scores, model(batch)) and torch.allclose(p_u, model.user_intention(batch))
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 def test_kbrd_item_encoding_equals_a_full_graph_rgcn_pass(data, layers):
     kg, parts, users = data

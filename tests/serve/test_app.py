@@ -29,8 +29,12 @@ def _turns(movies):
     return [{"role": "seeker", "text": f"I loved {movies[0]}, anything similar?"}]
 
 
-def test_health_info_and_openapi(serve_app):
+def test_health_info_and_openapi(serve_app, movies):
     assert serve_app.get("/healthz")[:2] == (200, {"status": "ok"})
+    before = serve_app.get("/v1/stats")[1]
+    assert serve_app.post("/v1/noop", {"turns": _turns(movies)})[:2] == (200, {"turns": 1})  # the floor route
+    assert serve_app.get("/v1/stats")[1] == before  # ... touches no model
+    assert serve_app.post("/v1/noop", {"turns": []})[0] == 422  # validated like /v1/recommend
     status, info, _ = serve_app.get("/v1/info")
     assert status == 200 and info["items"] > 0
     assert len(info["checkpoint_versions"]["recommender"]) == 12 and len(info["checkpoint_versions"]["generator"]) == 12

@@ -28,6 +28,13 @@ def test_free_text_is_linked_and_named_movies_come_back(svc, synth_prepared):
     assert [s for _, _, s in rec.items] == sorted((s for _, _, s in rec.items), reverse=True)
     assert all(isinstance(name, str) and name for _, name, _ in rec.items)
     assert len(rec.mentioned_items) >= 2 and rec.p_u.shape == (svc.cfg.recommender.entity_dim,)
+    assert rec.names == {}  # names of the whole top-50 only when asked (the generator's slots)
+    (named,) = svc.recommend([Query(user_id=None, turns=turns, k=5, ranked_names=True)])
+    assert named.ranked == rec.ranked and set(named.names) == set(rec.ranked)
+    assert [named.names[i] for i, _, _ in rec.items] == [name for _, name, _ in rec.items]
+    # linking done by the caller (the Serve replica links while it looks users up) gives the same answer
+    (again,) = svc.recommend([Query(user_id=None, turns=turns, k=5)], states=[svc.dialogue_state(turns)])
+    assert again.items == rec.items
 
 
 def test_known_users_differ_from_cold_start_and_unknown_ids_are_cold_start(svc, synth_prepared):
