@@ -12,6 +12,14 @@ Recommender replica and puts the adapted parameters into ``AdaptationStore`` (on
 bounded LRU keyed by (checkpoint version, user id)); every Recommender replica looks the batch's
 users up there, so an adapted user is served customised by any replica, including ones autoscaling
 starts later. A rollout changes the version, so old adaptations are never applied to a new model.
+
+**No store call for users who never adapted.** Each Recommender replica holds an index of the
+(version, user) keys the store holds, kept current by a long poll (:meth:`AdaptationStore.keys_after`
+returns as soon as a put changes the keys); only users in the index are fetched. An adaptation
+returns once every replica that is subscribed has acknowledged the new keys (bounded wait:
+:data:`ACK_TIMEOUT_S`), so a request after ``POST /adapt`` returns is customised whichever replica
+serves it. A replica whose subscription is down (store restarting) asks the store for every user,
+as before. Measured: the lookup cost ~10 ms per request on 2 CPUs (``results/bench_serve.md``).
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+import uuid
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, fields
 
@@ -30,6 +40,9 @@ from ccrs.serving.recommender_service import Params, Query, Recommendation, Reco
 from serve.metrics import metrics
 
 log = logging.getLogger("ray.serve")
+#: How long an adaptation waits for the Recommender replicas to learn its key (a replica that died
+#: without unsubscribing is waited for this long, once), and how long one long poll is held.
+ACK_TIMEOUT_S, POLL_S = 1.0, 20.0
 STORAGE_ENV, STORAGE_DEFAULT = "CCRS_STORAGE_PATH", "runs/demo"
 
 
@@ -81,15 +94,19 @@ class GeneratorSettings:
     fail_user_ids: list[int] = field(default_factory=list)
 
 
-@serve.deployment(name="AdaptationStore", num_replicas=1, ray_actor_options={"num_cpus": 0})
+# Every Recommender replica holds one long poll open here: max_ongoing_requests must exceed the replicas.
+@serve.deployment(name="AdaptationStore", num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 class AdaptationStore:
     """Adapted inner parameters per (checkpoint version, user id), least recently used evicted first."""
 
     def __init__(self) -> None:
         self.capacity = 1024
         self._lru: OrderedDict[tuple[str, int], Params] = OrderedDict()
+        self.generation = 0  # bumped by every change of the keys
+        self._changed = asyncio.Event()
+        self._seen: dict[str, tuple[int, float]] = {}  # subscriber → (generation it holds, last contact)
 
-    def reconfigure(self, config: dict) -> None:
+    async def reconfigure(self, config: dict) -> None:  # async: every method runs on the loop (the Event)
         unknown = sorted(set(config) - {"cache_size"})
         if unknown:
             raise ValueError(f"AdaptationStore user_config: unknown key(s) {unknown}; known: ['cache_size']")
@@ -101,14 +118,45 @@ class AdaptationStore:
     def _trim(self) -> None:
         while len(self._lru) > self.capacity:
             self._lru.popitem(last=False)
+        self._bump()
 
-    def put(self, version: str, user_id: int, params: Params) -> int:
+    def _bump(self) -> None:
+        self.generation += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def put(self, version: str, user_id: int, params: Params) -> tuple[int, int]:
+        """Store an adaptation; returns (entries, generation of the keys that include it)."""
         self._lru[(version, user_id)] = params
         self._lru.move_to_end((version, user_id))
         self._trim()
-        return len(self._lru)
+        return len(self._lru), self.generation
 
-    def get_many(self, version: str, user_ids: list[int]) -> dict[int, Params]:
+    async def keys_after(self, subscriber: str, seen: int) -> tuple[int, list[tuple[str, int]]]:
+        """Long poll: the keys as soon as their generation differs from ``seen`` (at most
+        :data:`POLL_S` later). Calling it again with the generation received acknowledges it."""
+        self._seen[subscriber] = (seen, time.monotonic())
+        if seen == self.generation:
+            try:
+                await asyncio.wait_for(self._changed.wait(), POLL_S)
+            except TimeoutError:
+                pass
+        self._seen[subscriber] = (seen, time.monotonic())
+        return self.generation, list(self._lru)
+
+    async def wait_acknowledged(self, generation: int) -> bool:
+        """Wait (≤ :data:`ACK_TIMEOUT_S`) until every live subscriber holds ``generation`` or later."""
+        deadline = time.monotonic() + ACK_TIMEOUT_S
+        while time.monotonic() < deadline:
+            live = [g for g, t in self._seen.values() if time.monotonic() - t < POLL_S + 5]
+            if all(g >= generation for g in live):
+                return True
+            await asyncio.sleep(0.002)
+        log.warning("AdaptationStore: generation %d not acknowledged by every replica in %.1f s", generation,
+                    ACK_TIMEOUT_S)
+        return False
+
+    async def get_many(self, version: str, user_ids: list[int]) -> dict[int, Params]:
         out = {}
         for u in user_ids:
             if (version, u) in self._lru:
@@ -116,7 +164,7 @@ class AdaptationStore:
                 out[u] = self._lru[(version, u)]
         return out
 
-    def size(self) -> int:
+    async def size(self) -> int:
         return len(self._lru)
 
 
@@ -128,11 +176,35 @@ class Recommender:
         self.svc: RecommenderService | None = None
         self.settings: RecommenderSettings | None = None
         self.batch_sizes: Counter[int] = Counter()
+        self.store_calls = 0
+        # The store's keys, or None while the subscription is down (then every user is looked up).
+        self._adapted_keys: set[tuple[str, int]] | None = None
+        self._subscriber = uuid.uuid4().hex
+        self._poller: asyncio.Task | None = None
+
+    def _ensure_following(self) -> None:
+        if self._poller is None or self._poller.done():  # started on the replica's event loop
+            self._poller = asyncio.get_running_loop().create_task(self._follow_store())
+
+    async def _follow_store(self) -> None:
+        """Keep :attr:`_adapted_keys` equal to the store's keys (module docstring)."""
+        seen = -1
+        while True:
+            try:
+                seen, keys = await self.store.keys_after.remote(self._subscriber, seen)
+                self._adapted_keys = set(keys)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # store restarting: look every user up until it is back
+                self._adapted_keys, seen = None, -1
+                log.warning("Recommender: adaptation index unavailable (%s); looking every user up", exc)
+                await asyncio.sleep(0.5)
 
     async def reconfigure(self, config: dict) -> None:
         # async, the load in a thread: the replica keeps answering with the old model while the new
         # one loads (a rollout under load), then one assignment swaps them
         s = _settings(RecommenderSettings, config, "Recommender")
+        self._ensure_following()
         if self.svc is None or (s.rec_ckpt, s.data) != (self.settings.rec_ckpt, self.settings.data):
             self.svc = await asyncio.to_thread(RecommenderService.load, storage_uri(s.rec_ckpt),
                                                storage_uri(s.data))  # errors name the URI
@@ -151,13 +223,21 @@ class Recommender:
         if any(q.user_id in self.settings.fail_user_ids for q in queries):
             raise InjectedFault(f"injected fault for user ids {self.settings.fail_user_ids}")
         svc = self.svc  # a reconfigure during the forward pass must not mix two models
-        users = sorted({q.user_id for q in queries if q.user_id is not None})
-        # The store round trip overlaps the linking of the texts (the part of a request that needs
-        # no parameters), so a user who never adapted costs no extra latency.
-        lookup = self.store.get_many.remote(svc.version, users) if users else None
-        states = await asyncio.to_thread(lambda: [svc.dialogue_state(q.turns) for q in queries])
-        adapted = await lookup if lookup is not None else {}
-        for result, n in (("hit", len(adapted)), ("miss", len(users) - len(adapted))):
+        self._ensure_following()
+        known = {q.user_id for q in queries if q.user_id is not None}
+        index = self._adapted_keys
+        users = sorted(known if index is None else {u for u in known if (svc.version, u) in index})
+        adapted: dict = {}
+        if users:
+            # the store round trip overlaps the linking of the texts (which needs no parameters)
+            self.store_calls += 1
+            lookup = self.store.get_many.remote(svc.version, users)
+            states = await asyncio.to_thread(lambda: [svc.dialogue_state(q.turns) for q in queries])
+            adapted = await lookup
+        else:
+            states = None  # linked in the same thread as the forward pass: one thread hop
+        for result, n in (("hit", len(adapted)), ("miss", len(users) - len(adapted)),
+                          ("not_adapted", len(known) - len(users))):
             if n:  # Ray counters take positive increments only
                 metrics().lookups.inc(n, tags={"result": result})
         return await asyncio.to_thread(svc.recommend, queries, adapted, states)  # the event loop keeps batching
@@ -165,7 +245,8 @@ class Recommender:
     async def adapt(self, user_id: int, conversations: list[list[tuple[str, str]]]) -> dict:
         svc = self.svc
         params, n = await asyncio.to_thread(svc.adaptation, user_id, conversations)
-        size = await self.store.put.remote(svc.version, user_id, params)
+        size, generation = await self.store.put.remote(svc.version, user_id, params)
+        await self.store.wait_acknowledged.remote(generation)  # every replica now knows this user adapted
         return {"user_id": user_id, "support_samples": n, "cache_size": size, "checkpoint_version": svc.version}
 
     def info(self) -> dict:
@@ -174,7 +255,8 @@ class Recommender:
                 "known_users": len(self.svc.user_index)}
 
     def stats(self) -> dict:
-        return {"batch_sizes": dict(self.batch_sizes)}
+        return {"batch_sizes": dict(self.batch_sizes), "store_calls": self.store_calls,
+                "adaptation_index": None if self._adapted_keys is None else len(self._adapted_keys)}
 
 
 @serve.deployment(name="Generator", ray_actor_options={"num_cpus": 0.5}, max_constructor_retry_count=3)

@@ -94,8 +94,11 @@ def test_adaptation_changes_that_user_only(serve_app, movies, known_users):
     status, out, _ = serve_app.post(f"/v1/users/{u}/adapt", {"conversations": past})
     assert status == 200, out
     assert out["user_id"] == u and out["support_samples"] == 6 and out["cache_size"] >= 1
+    calls = serve_app.get("/v1/stats")[1]["recommender"]["store_calls"]
     after = {x: serve_app.post("/v1/recommend", body(x))[1]["items"] for x in (u, other)}
     assert [it["score"] for it in after[u]] != [it["score"] for it in before[u]]
+    # the adapted user was fetched from the store, the other one never asked it (replica's index)
+    assert serve_app.get("/v1/stats")[1]["recommender"]["store_calls"] == calls + 1
     assert [it["item_id"] for it in after[other]] == [it["item_id"] for it in before[other]]
     assert [it["score"] for it in after[other]] == pytest.approx([it["score"] for it in before[other]], abs=1e-4)
 
