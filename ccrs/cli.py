@@ -441,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--cache-size", type=int, default=1024, help="adapted users kept (LRU)")
     p.add_argument("--max-batch-size", type=int, default=16)
-    p.add_argument("--batch-wait-timeout-s", type=float, default=0.01)
+    p.add_argument("--batch-wait-timeout-s", type=float, default=0.0,
+                   help="0: a batch takes what is queued, no wait (results/bench_serve.md)")
     p.set_defaults(func=_cmd_serve)
 
     cfg = sub.add_parser("config", help="show the resolved configuration")

@@ -256,7 +256,7 @@ class AppArgs(BaseModel):
     data: str = ""
     cache_size: int = 1024
     max_batch_size: int = 16
-    batch_wait_timeout_s: float = 0.01
+    batch_wait_timeout_s: float = 0.0  # take what is queued: waiting costs latency, no throughput (bench_serve.md)
     max_turns: int = _LIMITS.max_turns  # request limits: ServeLimits' defaults, in one place
     max_turn_chars: int = _LIMITS.max_turn_chars
     max_k: int = _LIMITS.max_k

@@ -82,7 +82,7 @@ class RecommenderSettings:
     rec_ckpt: str = _REQUIRED
     data: str = _REQUIRED  # the prepared dataset: KG, entity names, linker
     max_batch_size: int = 16
-    batch_wait_timeout_s: float = 0.01
+    batch_wait_timeout_s: float = 0.0  # take what is queued: waiting costs latency, no throughput (bench_serve.md)
     fail_user_ids: list[int] = field(default_factory=list)
 
 
@@ -90,7 +90,7 @@ class RecommenderSettings:
 class GeneratorSettings:
     gen_ckpt: str = _REQUIRED
     max_batch_size: int = 16
-    batch_wait_timeout_s: float = 0.01
+    batch_wait_timeout_s: float = 0.0  # take what is queued: waiting costs latency, no throughput (bench_serve.md)
     fail_user_ids: list[int] = field(default_factory=list)
 
 
@@ -216,7 +216,7 @@ class Recommender:
     async def recommend(self, query: Query) -> Recommendation:
         return await self._batch(query)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def _batch(self, queries: list[Query]) -> list[Recommendation]:
         self.batch_sizes[len(queries)] += 1
         metrics().batch_size.observe(len(queries), tags={"model": "recommender"})
@@ -278,7 +278,7 @@ class Generator:
     async def respond(self, user_id: int | None, reply: Reply, item_names: dict[int, str]) -> Response:
         return await self._batch((user_id, reply, item_names))
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def _batch(self, requests: list[tuple[int | None, Reply, dict[int, str]]]) -> list[Response]:
         self.batch_sizes[len(requests)] += 1
         metrics().batch_size.observe(len(requests), tags={"model": "generator"})
