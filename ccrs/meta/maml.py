@@ -36,13 +36,25 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 LossFn = Callable[[nn.Module, dict[str, Tensor], Any], Tensor]
+
+
+def differentiable_attention(second_order: bool) -> AbstractContextManager:
+    """Scaled dot-product attention on its math kernel while a second-order graph is built.
+
+    The fused kernels PyTorch picks when attention dropout is 0 (flash on CPU, memory-efficient on
+    CUDA) have no double backward (pytorch issue 116350), so second-order MAML through the
+    generator's attention would fail; the math kernel is differentiable twice. First order and
+    evaluation keep the fused kernels."""
+    return sdpa_kernel(SDPBackend.MATH) if second_order else nullcontext()
 
 
 def split_parameters(model: nn.Module, outer_only: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -149,7 +161,8 @@ class MAML:
         if create_graph is None:
             create_graph = self.model.training and not self.first_order
         for _ in range(self.inner_steps):
-            loss = self.loss_fn(self.model, params, support)
+            with differentiable_attention(create_graph):
+                loss = self.loss_fn(self.model, params, support)
             inner = [params[n] for n in self.inner_names]
             grads = torch.autograd.grad(loss, inner, create_graph=create_graph, allow_unused=True)
             for name, g in zip(self.inner_names, grads, strict=True):
@@ -162,7 +175,7 @@ class MAML:
         """L_Q(θ') (+ L_S(θ)) for one user; backward() of it gives this task's meta-gradient."""
         params = self.parameters_dict()
         adapted = self.adapt(task.support, params)
-        query_loss = self.loss_fn(self.model, adapted, task.query)
+        query_loss = self.loss_fn(self.model, adapted, task.query)  # differentiated once: any kernel
         total = query_loss
         stats = {"query_loss": float(query_loss.detach())}
         if self.include_support_loss:

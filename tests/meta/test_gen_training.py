@@ -68,3 +68,18 @@ def test_warm_start_from_another_variant_copies_the_shared_seq2seq(synth_prepare
 
     with pytest.raises(ValueError, match="shares no parameter"):
         warm_start(t.model, {k: v for k, v in other.state_dict().items() if k != "positions"})
+
+
+def test_second_order_meta_step_through_attention_without_dropout(synth_prepared, synth_rec_ckpt):
+    """With dropout 0 PyTorch picks a fused SDPA kernel that has no double backward (pytorch #116350);
+    MAML runs the task on the math kernel, so second order works (and matches it, up to float error)."""
+    from ccrs.meta.maml import meta_step
+
+    t = _training(synth_prepared, synth_rec_ckpt, "generator.dropout=0.0")
+    assert not t.maml.first_order
+    t.model.train()
+    opt = torch.optim.SGD(t.model.parameters(), lr=0.0)
+    stats = meta_step(t.maml, [t.task(0)], opt)
+    assert stats["tasks"] == 1 and torch.isfinite(torch.tensor(stats["query_loss"]))
+    grads = [p.grad for p in t.model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
