@@ -14,8 +14,10 @@ users up there, so an adapted user is served customised by any replica, includin
 starts later. A rollout changes the version, so old adaptations are never applied to a new model.
 
 **No store call for users who never adapted.** Each Recommender replica holds an index of the
-(version, user) keys the store holds, kept current by a long poll (:meth:`AdaptationStore.keys_after`
-returns as soon as a put changes the keys); only users in the index are fetched. An adaptation
+(version, user) keys the store holds, with the generation of each key's last put, kept current by a
+long poll (:meth:`AdaptationStore.keys_after` returns as soon as a put changes the keys); only users
+in the index are fetched, and a replica keeps what it fetched (:data:`LOCAL_PARAMS` users) until the
+index shows a newer put of that user. An adaptation
 returns once every replica that is subscribed has acknowledged the new keys (bounded wait:
 :data:`ACK_TIMEOUT_S`), so a request after ``POST /adapt`` returns is customised whichever replica
 serves it. A replica whose subscription is down (store restarting) asks the store for every user,
@@ -43,6 +45,8 @@ log = logging.getLogger("ray.serve")
 #: How long an adaptation waits for the Recommender replicas to learn its key (a replica that died
 #: without unsubscribing is waited for this long, once), and how long one long poll is held.
 ACK_TIMEOUT_S, POLL_S = 1.0, 20.0
+#: Adapted users whose parameters a Recommender replica keeps between requests.
+LOCAL_PARAMS = 64
 STORAGE_ENV, STORAGE_DEFAULT = "CCRS_STORAGE_PATH", "runs/demo"
 
 
@@ -102,6 +106,7 @@ class AdaptationStore:
     def __init__(self) -> None:
         self.capacity = 1024
         self._lru: OrderedDict[tuple[str, int], Params] = OrderedDict()
+        self._put_at: dict[tuple[str, int], int] = {}  # key → generation of its last put
         self.generation = 0  # bumped by every change of the keys
         self._changed = asyncio.Event()
         self._seen: dict[str, tuple[int, float]] = {}  # subscriber → (generation it holds, last contact)
@@ -117,7 +122,8 @@ class AdaptationStore:
 
     def _trim(self) -> None:
         while len(self._lru) > self.capacity:
-            self._lru.popitem(last=False)
+            key, _ = self._lru.popitem(last=False)
+            self._put_at.pop(key, None)
         self._bump()
 
     def _bump(self) -> None:
@@ -129,12 +135,14 @@ class AdaptationStore:
         """Store an adaptation; returns (entries, generation of the keys that include it)."""
         self._lru[(version, user_id)] = params
         self._lru.move_to_end((version, user_id))
+        self._put_at[(version, user_id)] = self.generation + 1  # the generation _trim() bumps to
         self._trim()
         return len(self._lru), self.generation
 
-    async def keys_after(self, subscriber: str, seen: int) -> tuple[int, list[tuple[str, int]]]:
-        """Long poll: the keys as soon as their generation differs from ``seen`` (at most
-        :data:`POLL_S` later). Calling it again with the generation received acknowledges it."""
+    async def keys_after(self, subscriber: str, seen: int) -> tuple[int, list[tuple[str, int, int]]]:
+        """Long poll: the keys, each as (version, user id, generation of its last put), as soon as
+        their generation differs from ``seen`` (at most :data:`POLL_S` later). Calling it again with
+        the generation received acknowledges it."""
         self._seen[subscriber] = (seen, time.monotonic())
         if seen == self.generation:
             try:
@@ -142,7 +150,7 @@ class AdaptationStore:
             except TimeoutError:
                 pass
         self._seen[subscriber] = (seen, time.monotonic())
-        return self.generation, list(self._lru)
+        return self.generation, [(v, u, self._put_at.get((v, u), 0)) for v, u in self._lru]
 
     async def wait_acknowledged(self, generation: int) -> bool:
         """Wait (≤ :data:`ACK_TIMEOUT_S`) until every live subscriber holds ``generation`` or later."""
@@ -177,8 +185,12 @@ class Recommender:
         self.settings: RecommenderSettings | None = None
         self.batch_sizes: Counter[int] = Counter()
         self.store_calls = 0
-        # The store's keys, or None while the subscription is down (then every user is looked up).
-        self._adapted_keys: set[tuple[str, int]] | None = None
+        # The store's keys → generation of their last put, or None while the subscription is down
+        # (then every user is looked up and nothing is cached).
+        self._adapted_keys: dict[tuple[str, int], int] | None = None
+        # Adapted parameters fetched before, while the store holds the same put of them: an adapted
+        # user costs a store call (~1 MB of parameters) once per adaptation, not once per request.
+        self._params: OrderedDict[tuple[str, int], tuple[int, Params]] = OrderedDict()
         self._subscriber = uuid.uuid4().hex
         self._poller: asyncio.Task | None = None
 
@@ -192,7 +204,7 @@ class Recommender:
         while True:
             try:
                 seen, keys = await self.store.keys_after.remote(self._subscriber, seen)
-                self._adapted_keys = set(keys)
+                self._adapted_keys = {(v, u): g for v, u, g in keys}
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # store restarting: look every user up until it is back
@@ -226,16 +238,32 @@ class Recommender:
         self._ensure_following()
         known = {q.user_id for q in queries if q.user_id is not None}
         index = self._adapted_keys
-        users = sorted(known if index is None else {u for u in known if (svc.version, u) in index})
+        if index is None:
+            users = sorted(known)
+        else:
+            users = sorted(u for u in known if (svc.version, u) in index)
+        # fetch only what this replica does not hold at the store's current put
+        fetch = [u for u in users if index is None or self._params.get((svc.version, u), (None,))[0]
+                 != index[(svc.version, u)]]
         adapted: dict = {}
-        if users:
+        states = None  # linked in the same thread as the forward pass unless a store call overlaps
+        if fetch:
             # the store round trip overlaps the linking of the texts (which needs no parameters)
             self.store_calls += 1
-            lookup = self.store.get_many.remote(svc.version, users)
+            lookup = self.store.get_many.remote(svc.version, fetch)
             states = await asyncio.to_thread(lambda: [svc.dialogue_state(q.turns) for q in queries])
             adapted = await lookup
-        else:
-            states = None  # linked in the same thread as the forward pass: one thread hop
+            if index is not None:
+                for u, params in adapted.items():
+                    self._params[(svc.version, u)] = (index.get((svc.version, u), -1), params)
+                    self._params.move_to_end((svc.version, u))
+                while len(self._params) > LOCAL_PARAMS:
+                    self._params.popitem(last=False)
+        if index is not None:
+            for u in users:
+                held = self._params.get((svc.version, u))
+                if held is not None and held[0] == index[(svc.version, u)]:
+                    adapted[u] = held[1]
         for result, n in (("hit", len(adapted)), ("miss", len(users) - len(adapted)),
                           ("not_adapted", len(known) - len(users))):
             if n:  # Ray counters take positive increments only

@@ -99,6 +99,11 @@ def test_adaptation_changes_that_user_only(serve_app, movies, known_users):
     assert [it["score"] for it in after[u]] != [it["score"] for it in before[u]]
     # the adapted user was fetched from the store, the other one never asked it (replica's index)
     assert serve_app.get("/v1/stats")[1]["recommender"]["store_calls"] == calls + 1
+    again = serve_app.post("/v1/recommend", body(u))[1]["items"]  # kept by the replica: no new call
+    assert again == after[u] and serve_app.get("/v1/stats")[1]["recommender"]["store_calls"] == calls + 1
+    assert serve_app.post(f"/v1/users/{u}/adapt", {"conversations": past[:2]})[0] == 200  # a newer put
+    serve_app.post("/v1/recommend", body(u))
+    assert serve_app.get("/v1/stats")[1]["recommender"]["store_calls"] == calls + 2  # fetched again
     assert [it["item_id"] for it in after[other]] == [it["item_id"] for it in before[other]]
     assert [it["score"] for it in after[other]] == pytest.approx([it["score"] for it in before[other]], abs=1e-4)
 
