@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -125,10 +126,23 @@ def eval_location(config: dict) -> storage.Location:
     return storage.resolve(config["storage_path"]).child(config["run_name"], "eval")
 
 
+def quiet_train_reports() -> None:
+    """Ray Train (2.60) logs every ``ray.train.report`` of every worker as a whole ``TrainingReport``
+    dictionary at INFO; the epoch line this loop prints carries what matters. That logger is named
+    after its module's file, so it is found through the module (a Ray without it: nothing to do)."""
+    try:
+        from ray.train.v2._internal.execution import context as train_context
+    except ImportError:
+        return
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+
+
 def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> None:
     """The body of ``train_loop_per_worker`` for any stage (module docstring)."""
     import ray.train
     from ray.train import Checkpoint
+
+    quiet_train_reports()
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

@@ -90,13 +90,14 @@ def _prepare(raw: str | None, out: str, overrides: list[str]) -> dict:
 def _train_rec(cfg_overrides: list[str], prepared: str, fold: int, out: str) -> dict:
     from ccrs.train.rec_trainer import train_recommender
 
-    return train_recommender(load_config(None, cfg_overrides), prepared, "user", fold, out, progress=False).to_dict()
+    # progress: one line per epoch in the job's log (tqdm bars only on a terminal: ccrs/progress.py)
+    return train_recommender(load_config(None, cfg_overrides), prepared, "user", fold, out, progress=True).to_dict()
 
 
 def _train_gen(cfg_overrides: list[str], prepared: str, rec_ckpt: str, fold: int, out: str) -> dict:
     from ccrs.train.gen_trainer import train_generator
 
-    return train_generator(load_config(None, cfg_overrides), prepared, rec_ckpt, fold, out, progress=False)
+    return train_generator(load_config(None, cfg_overrides), prepared, rec_ckpt, fold, out, progress=True)
 
 
 def format_report(report: dict) -> str:

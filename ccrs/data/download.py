@@ -21,6 +21,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ccrs.progress import bar_disabled
+
 LOCK = "sources.lock.json"
 CHUNK = 1 << 16
 
@@ -77,7 +79,7 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool, name: str) -> N
         total = have + int(length) if length is not None else None
         mode = "ab" if have else "wb"
         with open(part, mode) as f, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, desc=name, disable=not progress, leave=False
+            total=total, initial=have, unit="B", unit_scale=True, desc=name, disable=bar_disabled(progress), leave=False
         ) as bar:
             while True:
                 try:

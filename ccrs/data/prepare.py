@@ -43,6 +43,7 @@ from ccrs.data.samples import rec_samples
 from ccrs.data.schema import SCHEMA_VERSION, TABLES
 from ccrs.data.summary import summarize
 from ccrs.data.turns import Turn, TurnStats, build_turns
+from ccrs.progress import bar_disabled
 
 MANIFEST = "manifest.json"
 MOVIES_CSV = "movies_with_mentions.csv"
@@ -116,7 +117,7 @@ def prepare(
     t0 = time.perf_counter()
     inputs = locate_inputs(Path(raw_dir), cfg.kg_format)
     rel = {p: str(p.relative_to(inputs.raw_dir)) for p in inputs.all_files()}
-    source_hashes = {rel[p]: sha256_file(p) for p in tqdm(inputs.all_files(), desc="hash sources", disable=not progress, leave=False)}
+    source_hashes = {rel[p]: sha256_file(p) for p in tqdm(inputs.all_files(), desc="hash sources", disable=bar_disabled(progress), leave=False)}
     fingerprint = _fingerprint(source_hashes, cfg)
 
     out = storage.resolve(out_uri)
@@ -153,7 +154,7 @@ def publish(out: storage.Location, tables: dict[str, pa.Table], manifest: dict, 
     storage.makedirs(staging)
     entries = {}
     try:
-        for name in tqdm(sorted(tables), desc="write tables", disable=not progress, leave=False):
+        for name in tqdm(sorted(tables), desc="write tables", disable=bar_disabled(progress), leave=False):
             data = storage.table_to_parquet_bytes(tables[name])
             storage.write_bytes(staging.child(f"{name}.parquet"), data)
             entries[name] = {
@@ -259,7 +260,7 @@ def build_tables(
     # Conversations → turns → samples.
     turn_stats = TurnStats()
     all_turns: dict[str, list[Turn]] = {}
-    for c in tqdm(convs, desc="turns + entity linking", unit=" conv", disable=not progress, leave=False):
+    for c in tqdm(convs, desc="turns + entity linking", unit=" conv", disable=bar_disabled(progress), leave=False):
         all_turns[c.conversation_id] = build_turns(c, movie_entity, linker, cfg.item_placeholder, turn_stats)
 
     by_user: dict[int, list[str]] = defaultdict(list)

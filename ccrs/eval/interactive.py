@@ -146,6 +146,8 @@ def run_interactive(cfg: InteractiveConfig, sessions: list[Session], support: di
     """Every session against ``cfg.endpoint`` (see the module docstring)."""
     from tqdm import tqdm
 
+    from ccrs.progress import bar_disabled
+
     run = InteractiveRun(records=[])
     lock = threading.Lock()
     t0 = time.perf_counter()
@@ -178,7 +180,7 @@ def run_interactive(cfg: InteractiveConfig, sessions: list[Session], support: di
 
         with ThreadPoolExecutor(cfg.concurrency) as pool:
             list(tqdm(pool.map(adapt, sorted({s.user_id for s in sessions})), total=len({s.user_id for s in sessions}),
-                      desc="adapt users", disable=not progress, leave=False))
+                      desc="adapt users", disable=bar_disabled(progress), leave=False))
 
     def one(s: Session) -> dict:
         s = copy.deepcopy(s)  # the simulator's state (clues left, its rng) is per run: reruns replay exactly
@@ -220,7 +222,7 @@ def run_interactive(cfg: InteractiveConfig, sessions: list[Session], support: di
 
     with ThreadPoolExecutor(cfg.concurrency) as pool:
         futures = [pool.submit(one, s) for s in sessions]
-        for f in tqdm(as_completed(futures), total=len(futures), desc="sessions", disable=not progress, leave=False):
+        for f in tqdm(as_completed(futures), total=len(futures), desc="sessions", disable=bar_disabled(progress), leave=False):
             run.records.append(f.result())
     run.records.sort(key=lambda r: (r["user_id"], r["conversation_id"]))
     run.wall_s = time.perf_counter() - t0

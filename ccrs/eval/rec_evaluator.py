@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ccrs import storage
 from ccrs.data.rec_examples import RecExamples
 from ccrs.eval.rec_metrics import label_ranks, metrics_from_ranks
+from ccrs.progress import bar_disabled
 
 TOP_K = 50
 
@@ -89,7 +90,7 @@ def predict(
     device = next((t.device for t in model.buffers()), torch.device("cpu"))
     ranks, tops = [], []
     n_batches = (len(examples) + batch_size - 1) // batch_size
-    for batch in tqdm(examples.batches(batch_size), total=n_batches, desc=desc, disable=not progress, leave=False):
+    for batch in tqdm(examples.batches(batch_size), total=n_batches, desc=desc, disable=bar_disabled(progress), leave=False):
         batch = batch.to(device)
         scores = model(batch)
         if not torch.isfinite(scores).all():

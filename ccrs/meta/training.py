@@ -103,12 +103,14 @@ class MetaTraining:
         """One meta-epoch (every rank calls it; collectives inside ``sync_grads``)."""
         from tqdm.auto import tqdm
 
+        from ccrs.progress import bar_disabled
+
         self.epoch += 1
         self.model.train()
         t0 = time.perf_counter()
         totals: dict[str, float] = {}
         batches = self.meta_batches(self.epoch)
-        for users in tqdm(batches, desc=f"{self.stage} meta epoch {self.epoch}", disable=not progress):
+        for users in tqdm(batches, desc=f"{self.stage} meta epoch {self.epoch}", disable=bar_disabled(progress)):
             tasks = [self.task(i) for i in users]
             stats = meta_step(self.maml, tasks, self.optimizer, self.meta_cfg.grad_clip, sync_grads)
             for k, v in stats.items():

@@ -18,11 +18,13 @@ def recommender_views(recommender, examples: GenExamples, top_k: int = 50, batch
     """``(p_u (N, d), top items (N, top_k))`` for every sample of ``examples`` (recommender in eval mode)."""
     from tqdm.auto import tqdm
 
+    from ccrs.progress import bar_disabled
+
     recommender.eval()
     device = next(recommender.parameters()).device
     p_us, tops = [], []
     n = len(examples)
-    for lo in tqdm(range(0, n, batch_size), desc="recommender p_u", disable=not progress):
+    for lo in tqdm(range(0, n, batch_size), desc="recommender p_u", disable=bar_disabled(progress)):
         batch = examples.rec_batch(range(lo, min(lo + batch_size, n)), recommender.cfg.max_context_entities).to(device)
         p_us.append(recommender.user_intention(batch).cpu())
         tops.append(torch.topk(recommender(batch), min(top_k, recommender.item_entity_ids.numel()), dim=1).indices.cpu())

@@ -33,6 +33,7 @@ from ccrs.data.dataset import PreparedDataset
 from ccrs.eval.gen_evaluator import evaluate_generator, token_nll
 from ccrs.eval.gen_metrics import perplexity
 from ccrs.models.generator import build_generator, generator_payload
+from ccrs.progress import bar_disabled
 from ccrs.seeding import seed_everything
 from ccrs.train.gen_data import GenData, load_gen_data
 from ccrs.train.rec_trainer import _check_same_run
@@ -120,7 +121,7 @@ def _fit(model, data: GenData, cfg: CCRSConfig, user_dim: int, out_loc, progress
         model.train()
         total, tokens = 0.0, 0
         bar = tqdm(train.batches(tc.batch_size, shuffle=True, generator=gen), total=n_batches,
-                   desc=f"{cfg.generator.variant} epoch {epoch}", disable=not progress)
+                   desc=f"{cfg.generator.variant} epoch {epoch}", disable=bar_disabled(progress))
         for batch in bar:
             batch = batch.to(device)
             logits, penalty = model(batch, with_penalty=True)

@@ -38,6 +38,7 @@ from ccrs.data.dataset import PreparedDataset
 from ccrs.data.rec_examples import KnowledgeGraph, rec_parts
 from ccrs.eval.rec_evaluator import predict
 from ccrs.models.factory import TRAINABLE, build_recommender
+from ccrs.progress import bar_disabled
 from ccrs.seeding import seed_everything
 from ccrs.train.resume import resume_or_start, save_progress
 
@@ -182,7 +183,7 @@ def _fit(model, parts, cfg: CCRSConfig, user_index, out_loc, progress: bool, dev
         model.train()
         total, seen = 0.0, 0
         bar = tqdm(train.batches(tc.batch_size, shuffle=True, generator=gen), total=n_batches,
-                   desc=f"{cfg.recommender.variant} epoch {epoch}", disable=not progress)
+                   desc=f"{cfg.recommender.variant} epoch {epoch}", disable=bar_disabled(progress))
         for batch in bar:
             batch = batch.to(device)
             loss = model.loss(batch)
