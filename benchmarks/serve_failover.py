@@ -72,9 +72,9 @@ def failover_run(rec_ckpt: str, gen_ckpt: str, data: str, bodies: list[dict], cl
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True)
-    p.add_argument("--rec-ckpt", required=True)
-    p.add_argument("--gen-ckpt", required=True)
+    from serve_load import add_app_arguments
+
+    add_app_arguments(p)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--kill-at", type=float, default=10.0)

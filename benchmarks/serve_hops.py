@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report_files import command_line, save_report  # noqa: E402
-from serve_load import app_uris, request_bodies  # noqa: E402
+from serve_load import add_app_arguments, app_uris, request_bodies  # noqa: E402
 
 
 def median_ms(fn, calls: int) -> float:
@@ -39,9 +39,7 @@ def median_ms(fn, calls: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True)
-    p.add_argument("--rec-ckpt", required=True)
-    p.add_argument("--gen-ckpt", required=True)
+    add_app_arguments(p)
     p.add_argument("--calls", type=int, default=80)
     p.add_argument("--port", type=int, default=8767)
     p.add_argument("--save", default="results/serve_hops")

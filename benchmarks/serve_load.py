@@ -77,6 +77,13 @@ def app_uris(rec_ckpt: str, gen_ckpt: str, data: str) -> dict[str, str]:
             for k, v in {"rec_ckpt": rec_ckpt, "gen_ckpt": gen_ckpt, "data": data}.items()}
 
 
+def add_app_arguments(p: argparse.ArgumentParser) -> None:
+    """The app's inputs every Serve benchmark takes: the prepared data and the two checkpoints."""
+    p.add_argument("--data", required=True, help="prepared dataset (ccrs data prepare)")
+    p.add_argument("--rec-ckpt", required=True, help="recommender checkpoint")
+    p.add_argument("--gen-ckpt", required=True, help="generator checkpoint")
+
+
 def bare_latency(rec_ckpt: str, gen_ckpt: str, prepared: str, bodies: list[dict], repeats: int) -> dict:
     from ccrs.serving.generator_service import GeneratorService, Reply
     from ccrs.serving.recommender_service import Query, RecommenderService
@@ -140,9 +147,7 @@ MODES = (("batched_wait0", 16, 0.0), ("batched_wait10ms", 16, 0.01), ("unbatched
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True)
-    p.add_argument("--rec-ckpt", required=True)
-    p.add_argument("--gen-ckpt", required=True)
+    add_app_arguments(p)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--bodies", type=int, default=400)

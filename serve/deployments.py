@@ -17,11 +17,10 @@ starts later. A rollout changes the version, so old adaptations are never applie
 (version, user) keys the store holds, with the generation of each key's last put, kept current by a
 long poll (:meth:`AdaptationStore.keys_after` returns as soon as a put changes the keys); only users
 in the index are fetched, and a replica keeps what it fetched (:data:`LOCAL_PARAMS` users) until the
-index shows a newer put of that user. An adaptation
-returns once every replica that is subscribed has acknowledged the new keys (bounded wait:
-:data:`ACK_TIMEOUT_S`), so a request after ``POST /adapt`` returns is customised whichever replica
+index shows a newer put of that user. An adaptation returns once every replica that is subscribed
+has acknowledged the new keys (bounded wait: :data:`ACK_TIMEOUT_S`), so a request after ``POST /adapt`` returns is customised whichever replica
 serves it. A replica whose subscription is down (store restarting) asks the store for every user,
-as before. Measured: the lookup cost ~10 ms per request on 2 CPUs (``results/bench_serve.md``).
+as before. Each hop measured in ``results/serve_hops.md``.
 """
 
 from __future__ import annotations
@@ -135,22 +134,22 @@ class AdaptationStore:
         """Store an adaptation; returns (entries, generation of the keys that include it)."""
         self._lru[(version, user_id)] = params
         self._lru.move_to_end((version, user_id))
-        self._put_at[(version, user_id)] = self.generation + 1  # the generation _trim() bumps to
-        self._trim()
+        self._trim()  # bumps the generation; the newest key is never the one evicted
+        self._put_at[(version, user_id)] = self.generation
         return len(self._lru), self.generation
 
     async def keys_after(self, subscriber: str, seen: int) -> tuple[int, list[tuple[str, int, int]]]:
         """Long poll: the keys, each as (version, user id, generation of its last put), as soon as
         their generation differs from ``seen`` (at most :data:`POLL_S` later). Calling it again with
         the generation received acknowledges it."""
-        self._seen[subscriber] = (seen, time.monotonic())
+        self._seen[subscriber] = (seen, time.monotonic())  # the acknowledgement
         if seen == self.generation:
             try:
                 await asyncio.wait_for(self._changed.wait(), POLL_S)
             except TimeoutError:
                 pass
-        self._seen[subscriber] = (seen, time.monotonic())
-        return self.generation, [(v, u, self._put_at.get((v, u), 0)) for v, u in self._lru]
+        self._seen[subscriber] = (seen, time.monotonic())  # still alive after a quiet poll
+        return self.generation, [(v, u, self._put_at[(v, u)]) for v, u in self._lru]
 
     async def wait_acknowledged(self, generation: int) -> bool:
         """Wait (≤ :data:`ACK_TIMEOUT_S`) until every live subscriber holds ``generation`` or later."""
@@ -238,37 +237,41 @@ class Recommender:
         self._ensure_following()
         known = {q.user_id for q in queries if q.user_id is not None}
         index = self._adapted_keys
-        if index is None:
-            users = sorted(known)
-        else:
-            users = sorted(u for u in known if (svc.version, u) in index)
-        # fetch only what this replica does not hold at the store's current put
-        fetch = [u for u in users if index is None or self._params.get((svc.version, u), (None,))[0]
-                 != index[(svc.version, u)]]
-        adapted: dict = {}
+        users = sorted(known if index is None else (u for u in known if (svc.version, u) in index))
+        fetch = self._not_held(svc.version, users, index)
+        fetched: dict = {}
         states = None  # linked in the same thread as the forward pass unless a store call overlaps
         if fetch:
             # the store round trip overlaps the linking of the texts (which needs no parameters)
             self.store_calls += 1
             lookup = self.store.get_many.remote(svc.version, fetch)
             states = await asyncio.to_thread(lambda: [svc.dialogue_state(q.turns) for q in queries])
-            adapted = await lookup
-            if index is not None:
-                for u, params in adapted.items():
-                    self._params[(svc.version, u)] = (index.get((svc.version, u), -1), params)
-                    self._params.move_to_end((svc.version, u))
-                while len(self._params) > LOCAL_PARAMS:
-                    self._params.popitem(last=False)
-        if index is not None:
-            for u in users:
-                held = self._params.get((svc.version, u))
-                if held is not None and held[0] == index[(svc.version, u)]:
-                    adapted[u] = held[1]
+            fetched = await lookup
+        adapted = self._keep(svc.version, users, fetched, index)
         for result, n in (("hit", len(adapted)), ("miss", len(users) - len(adapted)),
                           ("not_adapted", len(known) - len(users))):
             if n:  # Ray counters take positive increments only
                 metrics().lookups.inc(n, tags={"result": result})
         return await asyncio.to_thread(svc.recommend, queries, adapted, states)  # the event loop keeps batching
+
+    def _not_held(self, version: str, users: list[int], index: dict | None) -> list[int]:
+        """Adapted users whose parameters this replica does not hold at the store's current put."""
+        if index is None:
+            return users
+        return [u for u in users if self._params.get((version, u), (None,))[0] != index[(version, u)]]
+
+    def _keep(self, version: str, users: list[int], fetched: dict[int, Params], index: dict | None) -> dict:
+        """Keep what was fetched (labelled with the put it came from) and return the parameters of
+        ``users`` at the store's current put; without an index nothing is kept."""
+        if index is None:
+            return fetched
+        for u, params in fetched.items():
+            self._params[(version, u)] = (index[(version, u)], params)
+            self._params.move_to_end((version, u))
+        while len(self._params) > LOCAL_PARAMS:
+            self._params.popitem(last=False)
+        held = ((u, self._params.get((version, u))) for u in users)
+        return {u: h[1] for u, h in held if h is not None and h[0] == index[(version, u)]}
 
     async def adapt(self, user_id: int, conversations: list[list[tuple[str, str]]]) -> dict:
         svc = self.svc
