@@ -19,16 +19,20 @@ from collections import Counter
 from urllib.parse import urlsplit
 
 
-def run_load(url: str, bodies: list[bytes], clients: int, duration: float) -> dict:
+def run_load(url: str, bodies: list[bytes], clients: int, duration: float,
+             records: list | None = None) -> dict:
+    """The load report; with ``records``, each request is appended to it as (seconds since the start
+    when sent, status, recommender checkpoint version that answered, seconds taken)."""
     parts = urlsplit(url)
     latencies: list[float] = []
     statuses: Counter = Counter()
     lock = threading.Lock()
-    stop_at = time.perf_counter() + duration
+    start = time.perf_counter()
+    stop_at = start + duration
 
     def client(k: int) -> None:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-        i, local, local_status = k, [], Counter()
+        i, local, local_status, local_records = k, [], Counter(), []
         while time.perf_counter() < stop_at:
             body = bodies[i % len(bodies)]
             i += clients
@@ -36,18 +40,25 @@ def run_load(url: str, bodies: list[bytes], clients: int, duration: float) -> di
             try:
                 conn.request("POST", parts.path, body, {"content-type": "application/json"})
                 resp = conn.getresponse()
-                resp.read()
+                data = resp.read()
                 local_status[resp.status] += 1
             except (OSError, http.client.HTTPException):
                 local_status["connection-error"] += 1
+                if records is not None:
+                    local_records.append((t0 - start, 0, "", time.perf_counter() - t0))
                 conn.close()
                 conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
                 continue
             local.append(time.perf_counter() - t0)
+            if records is not None:
+                version = json.loads(data).get("checkpoint_versions", {}).get("recommender", "") if resp.status == 200 else ""
+                local_records.append((t0 - start, resp.status, version, local[-1]))
         conn.close()
         with lock:
             latencies.extend(local)
             statuses.update(local_status)
+            if records is not None:
+                records.extend(local_records)
 
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
@@ -74,9 +85,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bodies", required=True, help="JSON file: a list of request bodies")
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--record", help="write every request as [sent at s, status, recommender version, s] (JSON)")
     args = p.parse_args(argv)
     bodies = [json.dumps(b).encode() for b in json.loads(open(args.bodies).read())]
-    print(json.dumps(run_load(args.url, bodies, args.clients, args.duration)))
+    records = [] if args.record else None
+    print(json.dumps(run_load(args.url, bodies, args.clients, args.duration, records)))
+    if args.record:
+        with open(args.record, "w") as f:
+            json.dump(sorted(records), f)
 
 
 if __name__ == "__main__":

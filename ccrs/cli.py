@@ -272,7 +272,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from serve.local import serve_forever  # Ray stays out of the library: the app lives in serve/
 
     serve_forever({"rec_ckpt": args.rec_ckpt, "gen_ckpt": args.gen_ckpt, "data": args.data,
-                   "cache_size": args.cache_size, "max_batch_size": args.max_batch_size,
+                   "cache_size": args.cache_size, "adaptations": args.adaptations,
+                   "max_batch_size": args.max_batch_size,
                    "batch_wait_timeout_s": args.batch_wait_timeout_s, "recommender_only": not args.gen_ckpt},
                   args.host, args.port)
     return 0
@@ -439,7 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="the prepared dataset the recommender was trained on (KG, linker)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--cache-size", type=int, default=1024, help="adapted users kept (LRU)")
+    p.add_argument("--cache-size", type=int, default=1024, help="adapted users kept in memory (LRU)")
+    p.add_argument("--adaptations", default="runs/serve/adaptations",
+                   help="where every adaptation is archived (local folder or s3://), so it survives the store "
+                        "replica's death and a restart; '' keeps adaptations in memory only")
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--batch-wait-timeout-s", type=float, default=0.0,
                    help="0: a batch takes what is queued, no wait (results/bench_serve.md)")

@@ -255,6 +255,7 @@ class AppArgs(BaseModel):
     gen_ckpt: str = ""
     data: str = ""
     cache_size: int = 1024
+    adaptations: str = ""  # URI where adaptations are archived (survive a store replica's death); "": memory only
     max_batch_size: int = 16
     batch_wait_timeout_s: float = 0.0  # take what is queued: waiting costs latency, no throughput (bench_serve.md)
     max_turns: int = _LIMITS.max_turns  # request limits: ServeLimits' defaults, in one place
@@ -293,7 +294,7 @@ def build_app(args: dict):
     batching = {"max_batch_size": a.max_batch_size, "batch_wait_timeout_s": a.batch_wait_timeout_s}
     # max_ongoing_requests >= max_batch_size, or batches never fill (see ../shared notes)
     ongoing = max(2 * a.max_batch_size, 32)
-    store = AdaptationStore.options(user_config={"cache_size": a.cache_size}).bind()
+    store = AdaptationStore.options(user_config={"cache_size": a.cache_size, "archive": a.adaptations}).bind()
     rec = Recommender.options(user_config={"rec_ckpt": a.rec_ckpt, "data": a.data, **batching,
                                            "fail_user_ids": a.fail_user_ids},
                               max_ongoing_requests=ongoing, num_replicas=a.num_replicas,

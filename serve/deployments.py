@@ -13,14 +13,23 @@ bounded LRU keyed by (checkpoint version, user id)); every Recommender replica l
 users up there, so an adapted user is served customised by any replica, including ones autoscaling
 starts later. A rollout changes the version, so old adaptations are never applied to a new model.
 
+**Where adaptations live, and what a death costs.** With the store's ``archive`` (the shipped
+config: ``$CCRS_STORAGE_PATH/adaptations``) a put is written there before the adaptation is
+acknowledged; the store's memory is a cache of it. If the store replica dies, Serve restarts it and
+it lists the archive again: no adaptation is lost. While it is down, Recommender replicas answer
+every request with the adapted parameters they already hold (users they do not hold are served
+unadapted for those seconds; ``ccrs_adaptation_lookups{result="store_unavailable"}`` counts them)
+and an adaptation waits for the restart. A Recommender replica's death loses nothing: it holds
+only copies. Without an archive (``adaptations=""``) the store's death loses every adaptation.
+
 **No store call for users who never adapted.** Each Recommender replica holds an index of the
-(version, user) keys the store holds, with the generation of each key's last put, kept current by a
-long poll (:meth:`AdaptationStore.keys_after` returns as soon as a put changes the keys); only users
-in the index are fetched, and a replica keeps what it fetched (:data:`LOCAL_PARAMS` users) until the
-index shows a newer put of that user. An adaptation returns once every replica that is subscribed
-has acknowledged the new keys (bounded wait: :data:`ACK_TIMEOUT_S`), so a request after ``POST /adapt`` returns is customised whichever replica
-serves it. A replica whose subscription is down (store restarting) asks the store for every user,
-as before. Each hop measured in ``results/serve_hops.md``.
+(version, user) keys the store holds, with a tag of each key's last put, kept current by a long poll
+(:meth:`AdaptationStore.keys_after` returns as soon as a put changes the keys); only users in the
+index are fetched, and a replica keeps what it fetched (:data:`LOCAL_PARAMS` users) until the index
+shows a newer put of that user. An adaptation returns once every replica that is subscribed has
+acknowledged the new keys (bounded wait: :data:`ACK_TIMEOUT_S`), so a request after ``POST /adapt``
+returns is customised whichever replica serves it. Until a replica's first poll answers it asks the
+store for every user. Each hop measured in ``results/serve_hops.md``.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from dataclasses import dataclass, field, fields
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from ccrs.serving.adaptation_archive import AdaptationArchive
 from ccrs.serving.generator_service import GeneratorService, Reply, Response
 from ccrs.serving.recommender_service import Params, Query, Recommendation, RecommenderService
 from serve.metrics import metrics
@@ -44,6 +54,10 @@ log = logging.getLogger("ray.serve")
 #: How long an adaptation waits for the Recommender replicas to learn its key (a replica that died
 #: without unsubscribing is waited for this long, once), and how long one long poll is held.
 ACK_TIMEOUT_S, POLL_S = 1.0, 20.0
+#: How long a request waits for the store while the replica's subscription is down (store restarting),
+#: and at most otherwise; past it the replica answers with the adaptations it holds, and asks the store
+#: again only after STORE_RETRY_S.
+STORE_WAIT_S, STORE_TIMEOUT_S, STORE_RETRY_S = 0.25, 5.0, 1.0
 #: Adapted users whose parameters a Recommender replica keeps between requests.
 LOCAL_PARAMS = 64
 STORAGE_ENV, STORAGE_DEFAULT = "CCRS_STORAGE_PATH", "runs/demo"
@@ -100,30 +114,55 @@ class GeneratorSettings:
 # Every Recommender replica holds one long poll open here: max_ongoing_requests must exceed the replicas.
 @serve.deployment(name="AdaptationStore", num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
 class AdaptationStore:
-    """Adapted inner parameters per (checkpoint version, user id), least recently used evicted first."""
+    """Adapted inner parameters per (checkpoint version, user id).
+
+    The newest ``cache_size`` are in memory (least recently used evicted first). With ``archive``
+    (a URI of ``user_config``; relative URIs under ``$CCRS_STORAGE_PATH``) every adaptation is also
+    written there before ``put`` returns (:class:`ccrs.serving.adaptation_archive.AdaptationArchive`),
+    so an adaptation survives this replica's death: a restarted store lists the archive, and
+    parameters evicted from memory or lost with a process are read back on the first request.
+    Without ``archive`` adaptations live only in this process (lost when it dies)."""
 
     def __init__(self) -> None:
         self.capacity = 1024
-        self._lru: OrderedDict[tuple[str, int], Params] = OrderedDict()
-        self._put_at: dict[tuple[str, int], int] = {}  # key → generation of its last put
+        self.archive: AdaptationArchive | None = None
+        self._lru: OrderedDict[tuple[str, int], Params] = OrderedDict()  # parameters in memory
+        # Every key the store holds (in memory or in the archive) → the tag of its last put. Tags name
+        # this process too, so a replica never mistakes a put of a restarted store for one it holds.
+        self._put_at: dict[tuple[str, int], str] = {}
+        self._incarnation = uuid.uuid4().hex[:8]
         self.generation = 0  # bumped by every change of the keys
         self._changed = asyncio.Event()
         self._seen: dict[str, tuple[int, float]] = {}  # subscriber → (generation it holds, last contact)
 
     async def reconfigure(self, config: dict) -> None:  # async: every method runs on the loop (the Event)
-        unknown = sorted(set(config) - {"cache_size"})
+        unknown = sorted(set(config) - {"cache_size", "archive"})
         if unknown:
-            raise ValueError(f"AdaptationStore user_config: unknown key(s) {unknown}; known: ['cache_size']")
+            raise ValueError(f"AdaptationStore user_config: unknown key(s) {unknown}; known: ['archive', 'cache_size']")
         self.capacity = int(config.get("cache_size", self.capacity))
         if self.capacity < 1:
             raise ValueError("AdaptationStore user_config: cache_size must be >= 1")
+        uri = storage_uri(config["archive"]) if config.get("archive") else ""
+        if uri and (self.archive is None or self.archive.uri != uri):
+            self.archive = AdaptationArchive(uri)
+            archived = await asyncio.to_thread(self.archive.keys)
+            for key in archived:
+                self._put_at.setdefault(key, self._tag())
+            log.info("AdaptationStore: %d adaptations in the archive %s", len(archived), uri)
+        elif not uri:
+            self.archive = None
         self._trim()
+        self._bump()
+
+    def _tag(self) -> str:
+        return f"{self._incarnation}.{self.generation}"
 
     def _trim(self) -> None:
+        """Evict from memory; without an archive an evicted adaptation is gone (its key too)."""
         while len(self._lru) > self.capacity:
             key, _ = self._lru.popitem(last=False)
-            self._put_at.pop(key, None)
-        self._bump()
+            if self.archive is None:
+                self._put_at.pop(key, None)
 
     def _bump(self) -> None:
         self.generation += 1
@@ -131,17 +170,21 @@ class AdaptationStore:
         self._changed = asyncio.Event()
 
     async def put(self, version: str, user_id: int, params: Params) -> tuple[int, int]:
-        """Store an adaptation; returns (entries, generation of the keys that include it)."""
+        """Store an adaptation (archived first, when there is an archive: a put that returns is
+        durable); returns (keys held, generation of the keys that include it)."""
+        if self.archive is not None:
+            await asyncio.to_thread(self.archive.save, version, user_id, params)
         self._lru[(version, user_id)] = params
         self._lru.move_to_end((version, user_id))
-        self._trim()  # bumps the generation; the newest key is never the one evicted
-        self._put_at[(version, user_id)] = self.generation
-        return len(self._lru), self.generation
+        self._trim()  # the newest key is never the one evicted
+        self._bump()
+        self._put_at[(version, user_id)] = self._tag()
+        return len(self._put_at), self.generation
 
-    async def keys_after(self, subscriber: str, seen: int) -> tuple[int, list[tuple[str, int, int]]]:
-        """Long poll: the keys, each as (version, user id, generation of its last put), as soon as
-        their generation differs from ``seen`` (at most :data:`POLL_S` later). Calling it again with
-        the generation received acknowledges it."""
+    async def keys_after(self, subscriber: str, seen: int) -> tuple[int, list[tuple[str, int, str]]]:
+        """Long poll: the keys, each as (version, user id, tag of its last put), as soon as their
+        generation differs from ``seen`` (at most :data:`POLL_S` later). Calling it again with the
+        generation received acknowledges it."""
         self._seen[subscriber] = (seen, time.monotonic())  # the acknowledgement
         if seen == self.generation:
             try:
@@ -149,7 +192,7 @@ class AdaptationStore:
             except TimeoutError:
                 pass
         self._seen[subscriber] = (seen, time.monotonic())  # still alive after a quiet poll
-        return self.generation, [(v, u, self._put_at[(v, u)]) for v, u in self._lru]
+        return self.generation, [(v, u, tag) for (v, u), tag in self._put_at.items()]
 
     async def wait_acknowledged(self, generation: int) -> bool:
         """Wait (≤ :data:`ACK_TIMEOUT_S`) until every live subscriber holds ``generation`` or later."""
@@ -166,13 +209,19 @@ class AdaptationStore:
     async def get_many(self, version: str, user_ids: list[int]) -> dict[int, Params]:
         out = {}
         for u in user_ids:
-            if (version, u) in self._lru:
-                self._lru.move_to_end((version, u))
-                out[u] = self._lru[(version, u)]
+            key = (version, u)
+            if key in self._lru:
+                self._lru.move_to_end(key)
+                out[u] = self._lru[key]
+            elif self.archive is not None and key in self._put_at:  # evicted, or held by a dead process
+                params = await asyncio.to_thread(self.archive.load, version, u)
+                if params is not None:
+                    self._lru[key] = out[u] = params
+                    self._trim()
         return out
 
     async def size(self) -> int:
-        return len(self._lru)
+        return len(self._put_at)
 
 
 # A bad checkpoint URI does not heal by retrying: fail the start after a few tries, with the message.
@@ -184,12 +233,14 @@ class Recommender:
         self.settings: RecommenderSettings | None = None
         self.batch_sizes: Counter[int] = Counter()
         self.store_calls = 0
-        # The store's keys → generation of their last put, or None while the subscription is down
-        # (then every user is looked up and nothing is cached).
+        # The store's keys → tag of their last put; None until the first poll answers (then every user is
+        # looked up and nothing is kept). While the store restarts the last index stays.
         self._adapted_keys: dict[tuple[str, int], int] | None = None
         # Adapted parameters fetched before, while the store holds the same put of them: an adapted
         # user costs a store call (~1 MB of parameters) once per adaptation, not once per request.
         self._params: OrderedDict[tuple[str, int], tuple[int, Params]] = OrderedDict()
+        self._store_up = False  # the subscription is live (else the store is restarting, or not yet polled)
+        self._skip_store_until = 0.0  # after a failed lookup, answer without the store until then
         self._subscriber = uuid.uuid4().hex
         self._poller: asyncio.Task | None = None
 
@@ -204,11 +255,13 @@ class Recommender:
             try:
                 seen, keys = await self.store.keys_after.remote(self._subscriber, seen)
                 self._adapted_keys = {(v, u): g for v, u, g in keys}
+                self._store_up = True
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # store restarting: look every user up until it is back
-                self._adapted_keys, seen = None, -1
-                log.warning("Recommender: adaptation index unavailable (%s); looking every user up", exc)
+            except Exception as exc:  # store restarting: the last index stays (archived keys do not vanish)
+                self._store_up, seen = False, -1
+                log.warning("Recommender: adaptation store unavailable (%s); serving the adaptations held here",
+                            type(exc).__name__)
                 await asyncio.sleep(0.5)
 
     async def reconfigure(self, config: dict) -> None:
@@ -241,15 +294,23 @@ class Recommender:
         fetch = self._not_held(svc.version, users, index)
         fetched: dict = {}
         states = None  # linked in the same thread as the forward pass unless a store call overlaps
-        if fetch:
+        # a store that is restarting (subscription down, or a lookup failed moments ago) is not waited for
+        store_down = bool(fetch) and not self._store_up and time.monotonic() < self._skip_store_until
+        if fetch and not store_down:
             # the store round trip overlaps the linking of the texts (which needs no parameters)
             self.store_calls += 1
             lookup = self.store.get_many.remote(svc.version, fetch)
             states = await asyncio.to_thread(lambda: [svc.dialogue_state(q.turns) for q in queries])
-            fetched = await lookup
-        adapted = self._keep(svc.version, users, fetched, index)
-        for result, n in (("hit", len(adapted)), ("miss", len(users) - len(adapted)),
-                          ("not_adapted", len(known) - len(users))):
+            try:
+                fetched = await asyncio.wait_for(lookup, STORE_TIMEOUT_S if self._store_up else STORE_WAIT_S)
+            except Exception as exc:  # store dead or restarting: answer with what this replica holds
+                store_down, self._skip_store_until = True, time.monotonic() + STORE_RETRY_S
+                log.warning("Recommender: adaptation lookup failed (%s); serving the adaptations held here",
+                            type(exc).__name__)
+        adapted = self._held(svc.version, users) if store_down else self._keep(svc.version, users, fetched, index)
+        looked_up = (("store_unavailable", len(users)),) if store_down else (
+            ("hit", len(adapted)), ("miss", len(users) - len(adapted)))
+        for result, n in (*looked_up, ("not_adapted", len(known) - len(users))):
             if n:  # Ray counters take positive increments only
                 metrics().lookups.inc(n, tags={"result": result})
         return await asyncio.to_thread(svc.recommend, queries, adapted, states)  # the event loop keeps batching
@@ -259,6 +320,10 @@ class Recommender:
         if index is None:
             return users
         return [u for u in users if self._params.get((version, u), (None,))[0] != index[(version, u)]]
+
+    def _held(self, version: str, users: list[int]) -> dict:
+        """The parameters this replica holds for ``users``, whatever put they came from (store down)."""
+        return {u: self._params[(version, u)][1] for u in users if (version, u) in self._params}
 
     def _keep(self, version: str, users: list[int], fetched: dict[int, Params], index: dict | None) -> dict:
         """Keep what was fetched (labelled with the put it came from) and return the parameters of

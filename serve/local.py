@@ -17,7 +17,7 @@ def serve_forever(app_args: dict, host: str = "127.0.0.1", port: int = 8000, blo
 
     from serve.app import build_app
 
-    for key in ("rec_ckpt", "gen_ckpt", "data"):  # paths given on the command line are relative to the cwd
+    for key in ("rec_ckpt", "gen_ckpt", "data", "adaptations"):  # paths given on the command line are relative to the cwd
         uri = app_args.get(key) or ""
         if uri and "://" not in uri:
             app_args = {**app_args, key: os.path.abspath(uri)}

@@ -12,7 +12,7 @@ besides the tags listed. ``serve/grafana_dashboard.json`` plots them beside Serv
 | ``ccrs_http_request_latency_ms`` | histogram | route | ingress time per request |
 | ``ccrs_batch_size`` | histogram | model | batch sizes ``@serve.batch`` formed (recommender, generator) |
 | ``ccrs_adaptations`` | counter | outcome | ``POST /v1/users/{id}/adapt``: ok / no_samples / error |
-| ``ccrs_adaptation_lookups`` | counter | result | users of a batch: hit / miss (asked the store), not_adapted (the replica's index of adapted users says no: no store call) |
+| ``ccrs_adaptation_lookups`` | counter | result | users of a batch: hit / miss (asked the store), not_adapted (the replica's index of adapted users says no: no store call), store_unavailable (the store did not answer: served with the adaptations the replica holds) |
 
 Created lazily, once per replica process (Ray metrics must be made where they are recorded).
 """

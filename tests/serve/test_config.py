@@ -32,6 +32,9 @@ def test_user_configs_are_accepted_and_batches_can_fill():
         settings = _settings(cls, deps[name]["user_config"], name)
         assert deps[name]["max_ongoing_requests"] >= settings.max_batch_size  # else batches never fill
         assert "autoscaling_config" in deps[name]
+        assert deps[name]["autoscaling_config"]["min_replicas"] >= 2  # a replica's death is retried on another
+    # adaptations are archived, so the store replica is not a single point of loss (test_failover.py)
+    assert deps["AdaptationStore"]["user_config"]["archive"]
 
 
 def test_relative_uris_resolve_under_the_storage_path(monkeypatch):
