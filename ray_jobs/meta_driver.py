@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 
 from ccrs import storage
+from ccrs.train.curves import TENSORBOARD_DIR, CurveWriter, curve_metrics
 
 STATE_FILE = "state.pt"
 
@@ -137,6 +139,14 @@ def quiet_train_reports() -> None:
     logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
 
 
+def worker_line(text: str) -> None:
+    """Write one line to the worker's stdout, once. Ray Train (2.60) replaces ``print`` in its workers
+    by a call to the root logger, whose handlers then echo it to both of the worker's streams: every
+    epoch line appeared twice in a job's log."""
+    sys.__stdout__.write(text + "\n")
+    sys.__stdout__.flush()
+
+
 def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> None:
     """The body of ``train_loop_per_worker`` for any stage (module docstring)."""
     import ray.train
@@ -157,16 +167,17 @@ def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> No
         with checkpoint.as_directory() as d:
             training.load_state_dict(torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=True))
         if rank == 0:
-            print(f"resumed from the checkpoint of epoch {training.epoch}", flush=True)
+            worker_line(f"resumed from the checkpoint of epoch {training.epoch}")
     elif world > 1:
         broadcast_parameters(training.model)
     sync = allreduce_gradients if world > 1 else None
+    curves = run_curves(config) if rank == 0 else None
     if training.needs_start_evaluation():  # keep the start unless a meta-epoch beats it (eval_start)
         start = training.evaluate("valid").metrics() if rank == 0 else None
         training.record_start(broadcast_object(start, world))
         if rank == 0:
-            print(progress_line(training.stage, 0, None, training.summary(start), 0) + "  (the starting point)",
-                  flush=True)
+            worker_line(progress_line(training.stage, 0, None, training.summary(start), 0) + "  (the starting point)")
+            curves.log(0, curve_metrics({"valid": start}))
     while not training.should_stop():
         stats = mean_across_ranks(training.train_epoch(sync, progress=rank == 0 and config["progress"]), world)
         if training.epoch % config["eval_every"] and not training.should_stop():
@@ -182,8 +193,9 @@ def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> No
                    "improved": improved,
                    "replica_checksums": checksums, "replicas_identical": len(set(checksums)) == 1}
         if rank == 0:
-            print(progress_line(training.stage, training.epoch, stats.get("query_loss"), training.summary(valid),
-                                training.best_epoch), flush=True)
+            worker_line(progress_line(training.stage, training.epoch, stats.get("query_loss"), training.summary(valid),
+                                      training.best_epoch))
+            curves.log(training.epoch, curve_metrics({"train": stats, "valid": valid, "objective": objective}))
             with tempfile.TemporaryDirectory() as d:
                 torch.save(training.state_dict(), Path(d) / STATE_FILE)
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
@@ -194,9 +206,35 @@ def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> No
     final: dict[str, Any] = {"epoch": training.epoch, "best_epoch": training.best_epoch, "resumed_at": training.resumed_at,
                              "replica_checksums": checksums, "replicas_identical": len(set(checksums)) == 1}
     if rank == 0:
+        curves.close()
+        if curves.mlflow is not None:
+            curves.mlflow.end_run()
         training.restore_best()
         final |= finish(training, config, checksums)
     ray.train.report(broadcast_object(final, world))
+
+
+def run_curves(config: dict) -> CurveWriter:
+    """Rank 0's curves: TensorBoard event files in ``<storage-path>/<run-name>/tensorboard`` and, with
+    ``--mlflow-tracking-uri``, an MLflow run of that name through Ray's integration (``setup_mlflow``)."""
+    mlflow = None
+    if config.get("mlflow_tracking_uri"):
+        from ray.air.integrations.mlflow import setup_mlflow
+
+        params = curve_params(config["cfg"])
+        mlflow = setup_mlflow(params, tracking_uri=config["mlflow_tracking_uri"], experiment_name=config["run_name"],
+                              run_name=config["run_name"], create_experiment_if_not_exists=True)
+    uri = storage.resolve(config["storage_path"]).child(config["run_name"], TENSORBOARD_DIR).uri
+    return CurveWriter(uri, mlflow)
+
+
+def curve_params(cfg: dict, prefix: str = "") -> dict[str, str]:
+    """The config as flat ``section.key`` parameters (what MLflow shows beside the curves)."""
+    out = {}
+    for k, v in cfg.items():
+        name = f"{prefix}.{k}" if prefix else k
+        out |= curve_params(v, name) if isinstance(v, dict) else {name: str(v)}
+    return out
 
 
 def absolute_uri(uri: str | None) -> str | None:
@@ -218,6 +256,8 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=1, help="meta-epochs between valid evaluations/checkpoints")
     p.add_argument("--seed", type=int)
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--mlflow-tracking-uri", help="also log the curves to MLflow through Ray's integration "
+                                                  "(e.g. sqlite:///mlflow.db or http://host:5000; pip install mlflow)")
     # Fault injection (tests): fail once after the checkpoint of epoch N; the marker file makes it once.
     p.add_argument("--inject-fault-after-epoch", type=int, help=argparse.SUPPRESS)
     p.add_argument("--fault-marker", help=argparse.SUPPRESS)
@@ -234,7 +274,7 @@ def build_trainer(args: argparse.Namespace, cfg, train_loop: Callable, extra: di
         "cfg": cfg.to_dict(), "data": absolute_uri(args.data), "fold": args.fold, "use_gpu": args.use_gpu,
         "eval_every": args.eval_every, "storage_path": absolute_uri(args.storage_path), "run_name": args.run_name,
         "progress": not args.quiet, "fault_after_epoch": args.inject_fault_after_epoch,
-        "fault_marker": args.fault_marker, **(extra or {}),
+        "fault_marker": args.fault_marker, "mlflow_tracking_uri": args.mlflow_tracking_uri, **(extra or {}),
     }
     scaling = ScalingConfig(num_workers=args.num_workers, use_gpu=args.use_gpu,
                             resources_per_worker={"CPU": args.cpus_per_worker} if args.num_workers else None)
@@ -258,7 +298,8 @@ def progress_line(stage: str, epoch: int, query_loss: float | None, summary: dic
 
 
 def fit_and_report(args: argparse.Namespace, build: Callable[[], Any], keep: tuple[str, ...]) -> dict:
-    """Start Ray if needed, fit, print and return the final report rank 0 wrote (``eval/result.json``)."""
+    """Start Ray if needed, fit, print one line (:func:`final_line`) and return the ``keep`` entries of the
+    final report rank 0 wrote (``eval/result.json``)."""
     import ray
 
     if args.storage_path.startswith("s3://"):
@@ -269,5 +310,19 @@ def fit_and_report(args: argparse.Namespace, build: Callable[[], Any], keep: tup
     # Ray keeps only checkpointed metrics in its Result: the final report is the file rank 0 wrote.
     out = storage.resolve(absolute_uri(args.storage_path)).child(args.run_name, "eval", "result.json")
     final = json.loads(storage.read_bytes(out))["result"]
-    print(json.dumps({"run": args.run_name, **{k: final[k] for k in keep if k in final}}, indent=2))
-    return final
+    print(final_line(args.run_name, final, out.uri), flush=True)  # the whole report is in that file
+    return {k: final[k] for k in keep if k in final}
+
+
+def final_line(run_name: str, final: dict, result_uri: str) -> str:
+    """One line with the metric that matters on test, and where the whole report is."""
+    test = final.get("test", {})
+    if "all" in test:  # recommender
+        m = test["all"]
+        scores = f"test ndcg@10 {m['ndcg@10']:.4f}  hit@10 {m['hit@10']:.4f}  ({m.get('count', '?')} samples)"
+    else:  # generator
+        scores = (f"test ppl {test.get('ppl', float('nan')):.2f}  f1 {test.get('f1', float('nan')):.4f}  "
+                  f"bleu2 {test.get('bleu2', float('nan')):.4f}  ({test.get('responses', '?')} responses)")
+    resumed = f"; resumed after epoch(s) {final['resumed_at']}" if final.get("resumed_at") else ""
+    return (f"[{run_name}] done: best epoch {final.get('best_epoch')} of {final.get('epochs_run')}{resumed}; "
+            f"{scores}; report: {result_uri}")

@@ -13,10 +13,11 @@ Everything lands under ``--storage-path`` (local path or ``s3://bucket/prefix``)
 
     prepared/                      the prepared dataset (``ccrs data prepare``)
     rec/plain/                     plain recommender warm-up (``ccrs train rec``)
+    rec/popularity/, rec/kbrd/     the baselines, trained like the warm-up, scored on the same test samples
     runs/rec-meta-fold<f>/         Ray Train run of the recommender; eval/best.pt, predictions, metrics
     gen/plain/                     plain generator warm-up (``ccrs train gen``)
     runs/dial-meta-fold<f>/        Ray Train run of the generator; eval/best.pt, responses, metrics
-    report/report.json, report.md  the evaluation tables of this pipeline run
+    report/report.json, report.md  the evaluation tables of this pipeline run, the model against the baselines
 
 Presets (``KEY=VALUE`` overrides after them win): ``tiny`` (tests and smoke runs: minutes),
 ``small`` (the demo), ``paper`` (the paper's sizes and epochs).
@@ -50,6 +51,10 @@ PRESETS: dict[str, list[str]] = {
               "gen_train.max_generate=100", "dial_meta.epochs=1", "dial_meta.max_task_samples=8"],
     "paper": [],
 }
+
+
+#: Plain recommenders the report compares the meta-trained model with, on the same test samples.
+BASELINES = ("popularity", "kbrd")
 
 
 def _log(msg: str) -> None:
@@ -100,6 +105,17 @@ def _train_gen(cfg_overrides: list[str], prepared: str, rec_ckpt: str, fold: int
     return train_generator(load_config(None, cfg_overrides), prepared, rec_ckpt, fold, out, progress=True)
 
 
+def _against_baselines(paths: dict[str, str]) -> list[dict]:
+    """Popularity, kbrd, the plain warm-up and the meta-trained model on the same test samples, each
+    against kbrd (user-level p)."""
+    from ccrs.eval.rec_comparison import compare_on_same_samples
+    from ccrs.experiments.rec_table import load_predictions
+
+    runs = {"popularity": paths["rec_popularity"], "kbrd": paths["rec_kbrd"], "ccrs (plain warm-up)": paths["rec_plain"],
+            "ccrs (meta)": storage.resolve(paths["rec_meta"]).child("eval").uri}
+    return compare_on_same_samples({name: load_predictions(uri) for name, uri in runs.items()}, reference="kbrd")
+
+
 def format_report(report: dict) -> str:
     rec, gen = report["recommender"], report["generator"]
     lines = ["# ccrs pipeline report", "", f"Storage: `{report['storage_path']}`; preset `{report['preset']}`; "
@@ -109,6 +125,11 @@ def format_report(report: dict) -> str:
         m = rec["test"][variant]
         lines.append(f"| {variant} | {m.get('count', '')} | {m['hit@1']:.4f} | {m['hit@10']:.4f} | {m['hit@50']:.4f} | "
                      f"{m['mrr@10']:.4f} | {m['ndcg@10']:.4f} |")
+    if report.get("against_baselines"):
+        from ccrs.eval.rec_comparison import comparison_markdown
+
+        lines += ["", "## Recommender against the baselines (same test samples; each trained with the warm-up's "
+                  "epochs)", "", *comparison_markdown(report["against_baselines"])]
     g = gen["test"]
     lines += ["", "## Generator (MAML, meta-test on test users)", "",
               "| responses | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | F1 | Dist-2 | Dist-3 | Dist-4 | PPL |",
@@ -155,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         storage.ensure_bucket(root.uri)
     paths = {"prepared": root.child("prepared").uri, "rec_plain": root.child("rec", "plain").uri,
              "rec_meta": root.child("runs", f"rec-meta-fold{args.fold}").uri,
+             **{f"rec_{b}": root.child("rec", b).uri for b in BASELINES},
              "gen_plain": root.child("gen", "plain").uri,
              "gen_meta": root.child("runs", f"dial-meta-fold{args.fold}").uri,
              "report": root.child("report", "report.md").uri}
@@ -162,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)
     plain_cpus = args.plain_cpus or _largest_node_cpus()
     t0 = time.perf_counter()
-    _log(f"1/5 data → {paths['prepared']}")
+    _log(f"1/6 data → {paths['prepared']}")
     data = _remote(_prepare, args.raw, paths["prepared"], overrides)
     _log(f"    raw data: {data['raw']} ({data['origin']}){'; already prepared' if data['skipped'] else ''}")
-    _log(f"2/5 recommender: plain warm-up ({plain_cpus} CPUs) → {paths['rec_plain']}")
+    _log(f"2/6 recommender: plain warm-up ({plain_cpus} CPUs) → {paths['rec_plain']}")
     _remote(_train_rec, overrides, paths["prepared"], args.fold, paths["rec_plain"], num_cpus=plain_cpus)
     common = ["--data", paths["prepared"], "--fold", str(args.fold), "--storage-path", root.child("runs").uri,
               "--num-workers", str(args.num_workers), "--cpus-per-worker", str(args.cpus_per_worker),
@@ -175,24 +197,32 @@ def main(argv: list[str] | None = None) -> int:
         train_recommender.main([*common, "--run-name", f"rec-meta-fold{args.fold}",
                                 "--init", storage.resolve(paths["rec_plain"]).child("best.pt").uri, *overrides])
     rec_ckpt = storage.resolve(paths["rec_meta"]).child("eval", "best.pt").uri
-    _log(f"3/5 generator: plain warm-up ({plain_cpus} CPUs) → {paths['gen_plain']}")
+    for baseline in BASELINES:  # trained like the warm-up (same epochs), scored on the same test samples
+        _log(f"3/6 baseline {baseline}: plain ({plain_cpus} CPUs) → {paths[f'rec_{baseline}']}")
+        _remote(_train_rec, [*overrides, f"recommender.variant={baseline}"], paths["prepared"], args.fold,
+                paths[f"rec_{baseline}"], num_cpus=plain_cpus)
+    _log(f"4/6 generator: plain warm-up ({plain_cpus} CPUs) → {paths['gen_plain']}")
     _remote(_train_gen, overrides, paths["prepared"], rec_ckpt, args.fold, paths["gen_plain"], num_cpus=plain_cpus)
-    _log(f"4/5 generator: MAML on Ray Train → {paths['gen_meta']}")
+    _log(f"5/6 generator: MAML on Ray Train → {paths['gen_meta']}")
     if not storage.exists(storage.resolve(paths["gen_meta"]).child("eval", "result.json")):
         train_generator.main([*common, "--run-name", f"dial-meta-fold{args.fold}", "--rec-ckpt", rec_ckpt,
                               "--init", storage.resolve(paths["gen_plain"]).child("best.pt").uri, *overrides])
-    _log("5/5 report")
+    _log("6/6 report")
     rec = json.loads(storage.read_bytes(storage.resolve(paths["rec_meta"]).child("eval", "result.json")))["result"]
     gen = json.loads(storage.read_bytes(storage.resolve(paths["gen_meta"]).child("eval", "result.json")))["result"]
     report = {"preset": args.preset, "overrides": overrides, "fold": args.fold, "storage_path": root.uri,
               "recommender": {"test": rec["test"], "best_epoch": rec["best_epoch"], "resumed_at": rec["resumed_at"]},
               "generator": {"test": gen["test"], "best_epoch": gen["best_epoch"], "resumed_at": gen["resumed_at"]},
               "restarts": {"recommender": rec["resumed_at"], "generator": gen["resumed_at"]},
+              "against_baselines": _against_baselines(paths),
               "paths": paths, "seconds": time.perf_counter() - t0}
     text = format_report(report)
     storage.write_bytes(root.child("report", "report.json"), json.dumps(report, indent=2).encode())
     storage.write_bytes(root.child("report", "report.md"), text.encode())
     print(text)
+    meta = report["against_baselines"][-1]
+    _log(f"ccrs (meta) vs kbrd on the same {meta['samples']} test samples: NDCG@10 {meta['ndcg@10']:.4f} vs "
+         f"{meta['ndcg@10'] - meta['diff_ndcg@10']:.4f} ({meta['diff_ndcg@10']:+.4f}, user-level p {meta['p_user']:.3f})")
     _log(f"done in {report['seconds']:.0f} s; checkpoints: {rec_ckpt} and "
          f"{storage.resolve(paths['gen_meta']).child('eval', 'best.pt').uri}; report: {paths['report']}")
     return 0

@@ -59,6 +59,17 @@ from ccrs.tuning.search_space import SearchSpace, load_space
 from ray_jobs.meta_driver import absolute_uri
 
 
+def _mlflow_callback(args: argparse.Namespace) -> list:
+    """Ray's MLflow logger for the sweep (one MLflow run per trial) when ``--mlflow-tracking-uri`` is set;
+    Ray Tune writes TensorBoard files per trial by default (its ``TBXLoggerCallback``)."""
+    if not args.mlflow_tracking_uri:
+        return []
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    return [MLflowLoggerCallback(tracking_uri=args.mlflow_tracking_uri, experiment_name=args.run_name,
+                                 save_artifact=False)]
+
+
 # -- one trial -------------------------------------------------------------------------------------
 def _stage_args(setup: dict, run_name: str, storage_path: str, *extra: str) -> list[str]:
     return ["--data", setup["data"], "--fold", str(setup["fold"]), "--storage-path", storage_path,
@@ -238,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-final", action="store_true", help="skip retraining the best config on test")
     p.add_argument("--compare-defaults", action="store_true", help="also train the base config and test it")
     p.add_argument("--save", help="also write <SAVE>.json, <SAVE>.md, <SAVE>_best_config.yaml, <SAVE>_plots/")
+    p.add_argument("--mlflow-tracking-uri", help="also log every trial to MLflow (Ray's MLflowLoggerCallback; e.g. "
+                                                  "sqlite:///mlflow.db); TensorBoard files are written either way")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="base config overrides for every trial")
     return p
 
@@ -298,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             run_config=tune.RunConfig(name=args.run_name, storage_path=str(storage.resolve(
                 absolute_uri(args.storage_path)).uri), failure_config=tune.FailureConfig(max_failures=args.max_failures),
-                callbacks=[_progress_callback()], verbose=0),
+                callbacks=[_progress_callback(), *_mlflow_callback(args)], verbose=0),
         )
     grid = tuner.fit()
     rows = _rows(grid)

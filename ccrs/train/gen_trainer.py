@@ -35,6 +35,7 @@ from ccrs.eval.gen_metrics import perplexity
 from ccrs.models.generator import build_generator, generator_payload
 from ccrs.progress import bar_disabled
 from ccrs.seeding import seed_everything
+from ccrs.train.curves import TENSORBOARD_DIR, CurveWriter
 from ccrs.train.gen_data import GenData, load_gen_data
 from ccrs.train.rec_trainer import _check_same_run
 from ccrs.train.resume import LAST, resume_or_start, save_progress
@@ -113,6 +114,7 @@ def _fit(model, data: GenData, cfg: CCRSConfig, user_dim: int, out_loc, progress
     history, best, best_epoch = progress_state.history, progress_state.best, progress_state.best_epoch
     start, best_state = progress_state.start, progress_state.best_state
     n_batches = (len(train) + tc.batch_size - 1) // tc.batch_size
+    curves = CurveWriter(out_loc.child(TENSORBOARD_DIR).uri) if out_loc is not None else None
     epoch = start - 1
     for epoch in range(start, tc.max_epochs + 1):
         if best_epoch > 0 and epoch - best_epoch > tc.patience:
@@ -137,6 +139,8 @@ def _fit(model, data: GenData, cfg: CCRSConfig, user_dim: int, out_loc, progress
         valid_ppl = perplexity(*token_nll(model, valid, tc.eval_batch_size))
         history.append({"epoch": epoch, "train_ppl": perplexity(total, tokens), "valid_ppl": valid_ppl,
                         "updates": n_batches, "samples": len(train)})
+        if curves is not None:
+            curves.log(epoch, {"train/ppl": perplexity(total, tokens), "valid/ppl": valid_ppl})
         improved = valid_ppl < best
         if improved:
             best, best_epoch = valid_ppl, epoch
@@ -150,4 +154,6 @@ def _fit(model, data: GenData, cfg: CCRSConfig, user_dim: int, out_loc, progress
                   f"{'  (best)' if improved else ''}", flush=True)
         if out_loc is not None:
             save_progress(out_loc, "ccrs.generator_train_state/1", model, opt, gen, history, best, best_epoch, epoch)
+    if curves is not None:
+        curves.close()
     return best_epoch, epoch, history, best_state

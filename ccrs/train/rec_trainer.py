@@ -40,6 +40,7 @@ from ccrs.eval.rec_evaluator import predict
 from ccrs.models.factory import TRAINABLE, build_recommender
 from ccrs.progress import bar_disabled
 from ccrs.seeding import seed_everything
+from ccrs.train.curves import TENSORBOARD_DIR, CurveWriter, curve_metrics
 from ccrs.train.resume import resume_or_start, save_progress
 
 CHECKPOINT_FORMAT = "ccrs.recommender/1"
@@ -175,6 +176,7 @@ def _fit(model, parts, cfg: CCRSConfig, user_index, out_loc, progress: bool, dev
     start, best_state = progress_state.start, progress_state.best_state
     train = parts["train"]
     n_batches = (len(train) + tc.batch_size - 1) // tc.batch_size
+    curves = CurveWriter(out_loc.child(TENSORBOARD_DIR).uri) if out_loc is not None else None
     epoch = start - 1
     for epoch in range(start, tc.max_epochs + 1):
         if epoch - best_epoch > tc.patience and best_epoch > 0:
@@ -201,6 +203,9 @@ def _fit(model, parts, cfg: CCRSConfig, user_index, out_loc, progress: bool, dev
         bar.close()
         history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "valid": valid["all"],
                         "valid_dedup": valid["dedup"]})
+        if curves is not None:
+            curves.log(epoch, {"train/loss": total / max(seen, 1),
+                               **curve_metrics({"valid": valid["all"], "valid_dedup": valid["dedup"]})})
         improved = score > best
         if improved:
             best, best_epoch = score, epoch
@@ -213,4 +218,6 @@ def _fit(model, parts, cfg: CCRSConfig, user_index, out_loc, progress: bool, dev
                       f"{'  (best)' if improved else ''}")
         if out_loc is not None:
             save_progress(out_loc, CHECKPOINT_FORMAT, model, opt, gen, history, best, best_epoch, epoch)
+    if curves is not None:
+        curves.close()
     return best_epoch, epoch, history, best_state

@@ -11,13 +11,17 @@ def test_tiny_pipeline_writes_checkpoints_and_report_and_resumes(synth_raw, ray_
     assert pipeline.main(argv) == 0
     root = tmp_path / "demo"
     for path in ("prepared/manifest.json", "rec/plain/best.pt", "runs/rec-meta-fold0/eval/best.pt",
-                 "gen/plain/best.pt", "runs/dial-meta-fold0/eval/best.pt",
+                 "gen/plain/best.pt", "rec/kbrd/best.pt", "rec/popularity/result.json", "runs/dial-meta-fold0/eval/best.pt",
                  "runs/dial-meta-fold0/eval/test_responses.jsonl", "report/report.md"):
         assert (root / path).is_file(), path
     report = json.loads((root / "report" / "report.json").read_text())
     assert 0 <= report["recommender"]["test"]["all"]["ndcg@10"] <= 1 and report["generator"]["test"]["ppl"] > 1
     out = capsys.readouterr().out
     assert "Recommender (MAML" in out and "report.md" in out
+    rows = {r["model"]: r for r in report["against_baselines"]}  # the same test samples for every row
+    assert list(rows) == ["popularity", "kbrd", "ccrs (plain warm-up)", "ccrs (meta)"]
+    assert len({r["samples"] for r in rows.values()}) == 1 and rows["ccrs (meta)"]["p_user"] is not None
+    assert "Recommender against the baselines" in out and "ccrs (meta) vs kbrd on the same" in out
     first = (root / "runs/dial-meta-fold0/eval/result.json").stat().st_mtime
     assert pipeline.main(argv) == 0  # a rerun reuses every finished step
     assert (root / "runs/dial-meta-fold0/eval/result.json").stat().st_mtime == first

@@ -6,6 +6,7 @@ import boto3
 import pytest
 import torch
 
+from ccrs.train.curves import read_scalars
 from ray_jobs import train_recommender as driver
 
 TINY = ["recommender.entity_dim=16", "recommender.user_dim=8", "rec_meta.meta_batch_size=4", "-q"]
@@ -21,7 +22,17 @@ def _result(storage, name):
 
 
 def test_local_mode_runs_the_loop_in_process(synth_prepared, tmp_path, ray_cluster):
-    assert driver.main(_argv(synth_prepared, str(tmp_path), "local", 0, 1)) == 0
+    mlflow = pytest.importorskip("mlflow")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert driver.main(_argv(synth_prepared, str(tmp_path), "local", 0, 1, "--mlflow-tracking-uri", tracking)) == 0
+    # the curves: TensorBoard files beside the run, and the same numbers in MLflow (Ray's setup_mlflow)
+    curves = read_scalars(str(tmp_path / "local" / "tensorboard"))
+    assert [s for s, _ in curves["valid/all/ndcg_at_10"]] == [0, 1] and [s for s, _ in curves["train/query_loss"]] == [1]
+    client = mlflow.tracking.MlflowClient(tracking)
+    (run,) = client.search_runs([client.get_experiment_by_name("local").experiment_id])
+    history = client.get_metric_history(run.info.run_id, "valid/all/ndcg_at_10")
+    assert [(m.step, round(m.value, 5)) for m in history] == [(s, round(v, 5)) for s, v in curves["valid/all/ndcg_at_10"]]
+    assert run.data.params["rec_meta.meta_batch_size"] == "4"
     result = _result(tmp_path, "local")
     assert result["variant"] == "ccrs_meta" and result["epochs_run"] == 1
     assert (tmp_path / "local" / "eval" / "test_predictions.parquet").is_file()

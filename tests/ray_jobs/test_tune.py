@@ -55,6 +55,9 @@ def test_sweep_writes_report_best_config_and_plots_and_resumes(synth_prepared, r
     assert 0 <= report["test"]["best"]["rec"]["ndcg@10"] <= 1
     trial_runs = sorted(p.name for p in (tmp_path / "tune" / "sweep" / "trials").iterdir())
     assert len(trial_runs) == 4
+    # TensorBoard: Ray Tune's event file per trial, and each trial's Train run writes its own curves
+    assert len(list((tmp_path / "tune" / "sweep").glob("*/events.out.tfevents.*"))) >= 4
+    assert len(list((tmp_path / "tune" / "sweep" / "trials").glob("*/tensorboard/events.out.tfevents.*"))) == 4
     # resuming a finished sweep reruns no trial: no new trial directories, the same table
     assert tune_job.main(argv) == 0
     assert sorted(p.name for p in (tmp_path / "tune" / "sweep" / "trials").iterdir()) == trial_runs

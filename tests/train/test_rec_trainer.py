@@ -11,6 +11,7 @@ from ccrs.data.rec_examples import KnowledgeGraph, rec_parts
 from ccrs.eval.rec_evaluator import RecPredictions, predict
 from ccrs.models import build_recommender
 from ccrs.train import rec_trainer
+from ccrs.train.curves import read_scalars
 from ccrs.train.rec_trainer import train_recommender
 
 SMALL = ["recommender.entity_dim=16", "recommender.user_dim=8", "rec_train.batch_size=32", "rec_train.patience=5"]
@@ -31,6 +32,9 @@ def test_train_selects_restores_and_saves_everything(synth_prepared, tmp_path):
     assert result.valid["all"]["ndcg@10"] == pytest.approx(best["valid"]["ndcg@10"])  # best epoch restored
     for name in ("best.pt", "last.pt", "valid_predictions.parquet", "test_metrics.json", "result.json"):
         assert (out / name).is_file(), name
+    curves = read_scalars(str(out / "tensorboard"))  # one point per epoch, the numbers of the history
+    assert curves["train/loss"] == [(h["epoch"], pytest.approx(h["train_loss"])) for h in result.history]
+    assert [s for s, _ in curves["valid/ndcg_at_10"]] == [1, 2, 3]
     # the saved test predictions come from the best checkpoint
     ckpt = load_checkpoint(str(out / "best.pt"))
     assert ckpt["epoch"] == result.best_epoch
