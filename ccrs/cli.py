@@ -73,13 +73,16 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``ccrs data link-eval --rules``: name → (context_rules, genre_words).
-LINKER_RULES = {"plain": (False, False), "context": (True, True), "context-no-genre-words": (True, False)}
+#: ``ccrs data link-eval --rules``: name → (context_rules, genre_words, include_items, mention kinds compared).
+#: ``serving`` is the serving linker (RecommenderService) compared on what CFCRS annotates, names;
+#: ``serving+genre-words`` also counts the genre words it maps ("funny" → comedy), which CFCRS never labels.
+LINKER_RULES = {"plain": (False, False, False, ("name",)), "serving": (True, True, True, ("name",)),
+                "serving+genre-words": (True, True, True, ("name", "genre_word"))}
 
 
 def _cmd_link_eval(args: argparse.Namespace) -> int:
     from ccrs.data.dataset import PreparedDataset
-    from ccrs.data.linker import DEFAULT_STOPWORDS, EntityLinker
+    from ccrs.data.linker import DEFAULT_STOPWORDS, EntityLinker, chat_everyday_words
     from ccrs.data.linker_eval import ANNOTATIONS, evaluate_linker
     from ccrs.data.locate import resolve_raw_dir
 
@@ -99,13 +102,22 @@ def _cmd_link_eval(args: argparse.Namespace) -> int:
     names = dict(zip(entities.column("id").to_pylist(), entities.column("name").to_pylist(), strict=True))
     report = {"prepared": args.prepared, "annotations": str(annotations),
               "command": "ccrs " + shlex.join(args.argv), "rules": {}}
+    is_item = dict(zip(entities.column("id").to_pylist(), entities.column("is_item").to_pylist(), strict=True))
     for rule in rules:
-        context, genre_words = LINKER_RULES[rule]
+        context, genre_words, items, kinds = LINKER_RULES[rule]
+        everyday = chat_everyday_words(ds.table("turns").column("text").to_pylist()) if context else ()
         linker = EntityLinker.from_entities(
             entities, stopwords=DEFAULT_STOPWORDS | {s.lower() for s in data_cfg["extra_stopwords"]},
-            min_chars=data_cfg["min_entity_name_chars"], context_rules=context, genre_words=genre_words)
-        report["rules"][rule] = evaluate_linker(linker, names, annotations)
-    print(json.dumps(report, indent=2))
+            min_chars=data_cfg["min_entity_name_chars"], context_rules=context, genre_words=genre_words,
+            include_items=items, everyday_words=everyday)
+        report["rules"][rule] = {part: evaluate_linker(linker, names, annotations, kinds=kinds, part=part,
+                                                       is_item=is_item if items else None)
+                                 for part in args.parts.split(",")}
+    for rule, parts in report["rules"].items():
+        for part, r in parts.items():
+            m = r["by_entity_name"]
+            print(f"{rule:22s} {part:9s} precision {m['precision']:.3f}  recall {m['recall']:.3f}  "
+                  f"({r['messages']} messages; movie links in free text: {r.get('free_text_movie_links', 0)})")
     if args.save:
         from ccrs.data.linker_eval import write_report
 
@@ -322,9 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("link-eval", help="entity-linker precision/recall against CFCRS annotations")
     p.add_argument("--prepared", required=True, help="prepared dataset URI (its entities and linker config)")
     p.add_argument("--raw", type=Path, help="raw directory holding annotations/ (default: as for prepare)")
-    p.add_argument("--rules", default="plain,context,context-no-genre-words",
-                   help="linker rule sets to evaluate: plain (the prepared data's), context (the serving "
-                        "linker's), context-no-genre-words")
+    p.add_argument("--rules", default="plain,serving,serving+genre-words",
+                   help="linker rule sets to evaluate: plain (the prepared data's), serving (the serving linker, "
+                        "its names), serving+genre-words (also its genre words)")
+    p.add_argument("--parts", default="dev,held_out,all",
+                   help="halves of the annotated conversations (crc32 parity of the id): rules are chosen on "
+                        "dev, reported on held_out")
     p.add_argument("--save", help="write <SAVE>.json and <SAVE>.md")
     p.set_defaults(func=_cmd_link_eval)
 

@@ -158,7 +158,7 @@ def ingress(limits: ServeLimits):
 
         @staticmethod
         def _entities(rec: Recommendation) -> list[Entity]:
-            return [Entity(entity_id=e, name=n, turn=t, start=a, end=b) for e, n, t, a, b in rec.entities]
+            return [Entity(entity_id=e, name=n, turn=t, start=a, end=b, kind=k) for e, n, t, a, b, k in rec.entities]
 
         @staticmethod
         def _items(rec: Recommendation) -> list[Item]:

@@ -16,10 +16,12 @@ places.
 data keeps the plain rules so its numbers stay reproducible):
 
 * a name made only of everyday words (:data:`COMMON_WORDS`, the stoplist: "It", "Her", "Up", "Get
-  Out", "Scary Movie", "Family", "Queen") is linked only with **evidence** in the text: quoted,
+  Out", "Scary Movie", "Family", "Queen"; for movie titles also the dataset's own chat words,
+  :func:`chat_everyday_words`: "LOL", "Awesome", "Weekend") is linked only with **evidence** in the text: quoted,
   followed by a year ("It (2017)"), or capitalized as a title (every word but minor ones, and not
-  just a capitalized first word of a sentence). "have you seen It ?" links the film; "it was
-  scary" does not; movie titles that are stopwords are indexed too, under the same rule;
+  just a capitalized first word of a sentence; in text without a lower-case letter capitals are no
+  evidence). "have you seen It ?" links the film; "it was scary" and "CAN WATCH IT" do not; movie
+  titles that are stopwords are indexed too, under the same rule;
 * **genre words** people use map to the genre entity: "scary"/"creepy" → horror, "funny" →
   comedy, "romantic" → romance, "animated" → animation, "sci fi" → science fiction
   (:data:`GENRE_WORDS`); when a common-word title has no evidence, the longest shorter match at
@@ -99,6 +101,24 @@ _QUOTES_OPEN, _QUOTES_CLOSE = "\"'“‘«", "\"'”’»"
 _YEAR_AFTER = re.compile(r"\s*\(?(?:19|20)\d\d\)?")
 
 
+#: A word in at least this share of a dataset's dialogue turns (per mille) is an everyday chat word.
+EVERYDAY_PER_MILLE = 1.0
+
+
+def chat_everyday_words(texts: Iterable[str], per_mille: float = EVERYDAY_PER_MILLE) -> frozenset[str]:
+    """Words at least ``per_mille`` ‰ of the dialogue turns use ("lol", "awesome", "weekend", "fan"):
+    a movie title made only of them ("LOL", "Awesome", "Weekend", "Fan") is linked with evidence only.
+    Drawn from the dataset's own turns, where movies are ``@id`` placeholders, so popular titles do
+    not count as chat words (1 ‰ of ReDial's turns: "alien" 0.6 ‰, "lol" 15 ‰)."""
+    texts = list(texts)
+    df: dict[str, int] = {}
+    for text in texts:
+        for tok in set(tokens(text)):
+            df[tok] = df.get(tok, 0) + 1
+    floor = per_mille * len(texts) / 1000
+    return frozenset(w for w, n in df.items() if n >= floor)
+
+
 def strip_disambiguation(name: str) -> str:
     """``Titanic (1997 film)`` → ``Titanic``."""
     return _PAREN.sub("", name).strip()
@@ -146,6 +166,9 @@ class Mention:
     start: int  # character offsets in the original text
     end: int
     surface: str
+    #: ``name``: the text names the entity ("Alien", "comedies"); ``genre_word``: a word people use for
+    #: a genre was mapped to it ("scary" → horror, :data:`GENRE_WORDS`): understood, not named.
+    kind: str = "name"
 
 
 class EntityLinker:
@@ -159,7 +182,7 @@ class EntityLinker:
             already marked as ``@movieId``.
     """
 
-    _END = ""  # trie key: (priority, entity_id, needs_evidence, is_item, exact) of a name ending here; never a token
+    _END = ""  # trie key: (priority, entity_id, needs_evidence, is_item, exact, kind) of a name ending here; never a token
 
     def __init__(
         self,
@@ -170,12 +193,14 @@ class EntityLinker:
         context_rules: bool = False,
         extra_common_words: Iterable[str] = (),
         genre_words: bool | None = None,
+        everyday_words: Iterable[str] = (),
     ) -> None:
         self.stopwords = frozenset(s.lower() for s in stopwords)
         self.min_chars = min_chars
         self.context_rules = context_rules
         self.common = (COMMON_WORDS | self.stopwords | {w for k in GENRE_WORDS for w in k.split()}
                        | {w.lower() for w in extra_common_words})
+        self.common_for_titles = self.common | {w.lower() for w in everyday_words}
         self._trie: dict = {}
         self.n_forms = 0
         for entity_id, name, is_item, priority in names:
@@ -191,18 +216,18 @@ class EntityLinker:
             for word, genre in GENRE_WORDS.items():
                 hit = self._lookup(tokens(genre))
                 if hit is not None:
-                    self._add(word, hit[1], hit[0], False, alias=True)
+                    self._add(word, hit[1], hit[0], False, alias=True, kind="genre_word")
 
     @classmethod
     def from_entities(
         cls, entities, stopwords: Iterable[str] = DEFAULT_STOPWORDS, min_chars: int = 3, include_items: bool = False,
-        context_rules: bool = False, genre_words: bool | None = None,
+        context_rules: bool = False, genre_words: bool | None = None, everyday_words: Iterable[str] = (),
     ) -> EntityLinker:
         """The linker a prepared dataset's ``entities`` table defines (KG degree as priority)."""
         cols = entities.select(["id", "name", "is_item", "degree"]).to_pydict()
         rows = zip(cols["id"], cols["name"], cols["is_item"], cols["degree"], strict=True)
         return cls(rows, stopwords=stopwords, min_chars=min_chars, include_items=include_items,
-                   context_rules=context_rules, genre_words=genre_words)
+                   context_rules=context_rules, genre_words=genre_words, everyday_words=everyday_words)
 
     def _lookup(self, toks: tuple[str, ...]):
         node = self._trie
@@ -213,7 +238,7 @@ class EntityLinker:
         return node.get(self._END)
 
     def _add(self, form: str, entity_id: int, priority: float, is_item: bool = False, alias: bool = False,
-             exact: bool = True) -> None:
+             exact: bool = True, kind: str = "name") -> None:
         toks = tokens(form)
         joined = " ".join(toks)
         # context rules: a short or stoplisted title ("It", "Up") is indexed, to be linked with evidence only
@@ -225,7 +250,8 @@ class EntityLinker:
             if not title_with_evidence:  # plain rules: never
                 return
             needs_evidence = True
-        elif self.context_rules and not alias and all(t in self.common for t in toks):
+        elif self.context_rules and not alias and all(t in (self.common_for_titles if is_item else self.common)
+                                                      for t in toks):
             needs_evidence = True
         node = self._trie
         for tok in toks:
@@ -240,7 +266,7 @@ class EntityLinker:
         ctx = self.context_rules
         key = (not needs_evidence, ctx and is_item, ctx and exact, priority, -entity_id)
         if current is None or key > (not current[2], ctx and current[3], ctx and current[4], current[0], -current[1]):
-            node[self._END] = (priority, entity_id, needs_evidence, is_item, exact)
+            node[self._END] = (priority, entity_id, needs_evidence, is_item, exact, kind)
 
     def has_evidence(self, text: str, toks: list[tuple[str, int, int]], i: int, j: int) -> bool:
         """Is ``toks[i:j]`` written as a name: quoted, followed by a year, or capitalized as a title?"""
@@ -250,6 +276,8 @@ class EntityLinker:
             return True
         if _YEAR_AFTER.match(after) and _YEAR_AFTER.match(after).group(0).strip():
             return True
+        if not any(c.islower() for c in text):  # SHOUTED TEXT: capitals say nothing
+            return False
         words = [text[s:e] for _, s, e in toks[i:j]]
         capitalized = all(w[0].isupper() or w.isdigit() or (k > 0 and w.lower() in MINOR_WORDS)
                           for k, w in enumerate(words))
@@ -265,7 +293,7 @@ class EntityLinker:
         n = len(toks)
         while i < n:
             node = self._trie
-            best: tuple[int, int] | None = None  # (end token index exclusive, entity id)
+            best: tuple[int, int, str] | None = None  # (end token index exclusive, entity id, kind)
             j = i
             while j < n:
                 node = node.get(toks[j][0])
@@ -274,13 +302,13 @@ class EntityLinker:
                 j += 1
                 hit = node.get(self._END)
                 if hit is not None and (not hit[2] or self.has_evidence(text, toks, i, j)):
-                    best = (j, hit[1])
+                    best = (j, hit[1], hit[5])
             if best is None:
                 i += 1
                 continue
-            end_tok, entity_id = best
+            end_tok, entity_id, kind = best
             start, end = toks[i][1], toks[end_tok - 1][2]
-            out.append(Mention(entity_id, start, end, text[start:end]))
+            out.append(Mention(entity_id, start, end, text[start:end], kind))
             i = end_tok
         return out
 

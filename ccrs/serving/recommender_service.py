@@ -30,7 +30,7 @@ from torch.func import functional_call
 
 from ccrs import storage
 from ccrs.data.dataset import PreparedDataset
-from ccrs.data.linker import DEFAULT_STOPWORDS, EntityLinker
+from ccrs.data.linker import DEFAULT_STOPWORDS, EntityLinker, chat_everyday_words
 from ccrs.data.rec_examples import COLD_START_USER, KnowledgeGraph, RecBatch
 from ccrs.inference.slots import unambiguous_names
 from ccrs.meta.maml import MAML
@@ -64,7 +64,7 @@ class Query:
 @dataclass
 class Recommendation:
     items: list[tuple[int, str, float]]  # (item index, name, score)
-    entities: list[tuple[int, str, int, int, int]]  # (id, name, turn, start, end of the last mention), in order
+    entities: list[tuple[int, str, int, int, int, str]]  # (id, name, turn, start, end of the last mention, kind)
     user_known: bool
     adapted: bool
     p_u: Tensor = field(repr=False, default=None)  # (d,) user intention (Eq. 8), for the generator
@@ -88,7 +88,7 @@ REJECTION = re.compile(
 class DialogueState:
     entities: list[int]  # linked entities, first-mention order, rejected movies left out
     turns: list[int]  # the turn each was last mentioned in
-    spans: dict[int, tuple[int, int, int]]  # entity → (turn, start, end) of its last mention
+    spans: dict[int, tuple[int, int, int, str]]  # entity → (turn, start, end, kind) of its last mention
     rejected: list[int]  # item indices the seeker turned down
 
 
@@ -119,7 +119,8 @@ class RecommenderService:
         ents = ds.table("entities")
         linker = EntityLinker.from_entities(
             ents, stopwords=DEFAULT_STOPWORDS | {s.lower() for s in cfg.data.extra_stopwords},
-            min_chars=cfg.data.min_entity_name_chars, include_items=True, context_rules=True)
+            min_chars=cfg.data.min_entity_name_chars, include_items=True, context_rules=True,
+            everyday_words=chat_everyday_words(ds.table("turns").column("text").to_pylist()))
         names = unambiguous_names(ents.column("name").to_pylist())
         version = hashlib.sha256(storage.read_bytes(storage.resolve(rec_ckpt))).hexdigest()[:12]
         relations = ds.table("relations").sort_by("id").column("name").to_pylist()
@@ -143,7 +144,7 @@ class RecommenderService:
                 rejected.update(dict.fromkeys(proposed))
             proposed = [m.entity_id for m in mentions if self.entity_to_item[m.entity_id] >= 0] if role == "recommender" else []
             for m in mentions:
-                last[m.entity_id] = (t, m.start, m.end)
+                last[m.entity_id] = (t, m.start, m.end, m.kind)
         kept = {e: v for e, v in last.items() if e not in rejected}
         return DialogueState(list(kept), [v[0] for v in kept.values()], {e: v for e, v in kept.items()},
                              [int(self.entity_to_item[e]) for e in rejected])

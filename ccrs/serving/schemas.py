@@ -54,6 +54,7 @@ class Entity(_Strict):
     turn: int  # the turn of its last mention (0-based) and its character span there: text[start:end]
     start: int
     end: int
+    kind: str = "name"  # "name": the text names it; "genre_word": a word for a genre ("scary" → horror)
 
 
 class RecommendResponse(_Strict):

@@ -84,7 +84,8 @@ def test_context_rules_on_the_hard_cases():
     """Common-word titles need evidence, genre words map to genres, companies are not genres."""
     spec = _hard_cases()
     names = [n for n, _, _ in spec["names"]]
-    linker = make([tuple(x) for x in spec["names"]], include_items=True, context_rules=True)
+    linker = make([tuple(x) for x in spec["names"]], include_items=True, context_rules=True,
+                  everyday_words=spec["everyday_words"])
     failures = []
     for case in spec["cases"]:
         got = {names[e] for e in linker.entity_ids(case["text"])}
@@ -99,3 +100,20 @@ def test_plain_rules_are_unchanged_by_the_context_option():
     linker = make(NAMES)
     assert linker.entity_ids("It was scary, a horror with Chris Evans") == [2, 8]
     assert make([("Constantin Film", False, 1)]).entity_ids("constantin") == [0]  # prepared data's rule
+
+
+def test_genre_words_are_marked_as_understood_not_named():
+    spec = _hard_cases()
+    names = [n for n, _, _ in spec["names"]]
+    linker = make([tuple(x) for x in spec["names"]], include_items=True, context_rules=True)
+    got = [(names[m.entity_id], m.surface, m.kind) for m in linker.link("A scary movie or comedies like Get Out?")]
+    assert got == [("Horror film", "scary", "genre_word"), ("Comedy film", "comedies", "name"),
+                   ("Get Out", "Get Out", "name")]
+
+
+def test_chat_everyday_words_are_the_frequent_words_of_the_turns():
+    from ccrs.data.linker import chat_everyday_words
+
+    turns = ["lol that was great"] * 600 + ["have you seen @123 lol"] * 300 + ["I loved Alien"] * 99 + ["alien vs it"]
+    words = chat_everyday_words(turns, per_mille=200)  # in at least 200 of the 1,000 turns
+    assert {"lol", "that", "have", "seen"} <= words and "alien" not in words and "vs" not in words

@@ -77,11 +77,13 @@ def test_real_served_movie_names_link_back_to_their_movie(real):
     """The client shows the system's proposals by the names the API answers with; the serving linker
     must read them back as the same movie, or a turned-down proposal is not recognised (was 503 of
     6,822 before movies named exactly by the form won over disambiguated namesakes)."""
+    from ccrs.data.linker import chat_everyday_words
     from ccrs.inference.slots import unambiguous_names
 
     _, ds = real
     entities = ds.table("entities")
-    linker = EntityLinker.from_entities(entities, include_items=True, context_rules=True)
+    everyday = chat_everyday_words(ds.table("turns").column("text").to_pylist())  # as RecommenderService.load
+    linker = EntityLinker.from_entities(entities, include_items=True, context_rules=True, everyday_words=everyday)
     names = unambiguous_names(entities.column("name").to_pylist())
     items = [i for i, is_item in enumerate(entities.column("is_item").to_pylist()) if is_item]
     wrong = [names[i] for i in items if [m.entity_id for m in linker.link(f'How about "{names[i]}"?')] != [i]]

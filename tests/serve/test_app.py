@@ -50,6 +50,7 @@ def test_recommend_returns_named_ranked_items_and_linked_entities(serve_app, mov
     scores = [it["score"] for it in out["items"]]
     assert scores == sorted(scores, reverse=True)
     assert movies[0] in [e["name"] for e in out["entities"]] or out["entities"]
+    assert {e["kind"] for e in out["entities"]} == {"name"}  # movie titles are named, not genre words
     assert not out["user_known"] and out["attention"] is None
     version = serve_app.get("/v1/info")[1]["checkpoint_versions"]["recommender"]
     assert out["checkpoint_versions"] == {"recommender": version}  # every answer says which model answered

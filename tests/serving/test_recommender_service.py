@@ -108,7 +108,7 @@ def test_entities_come_with_the_span_of_their_last_mention(svc, synth_prepared):
     a = _movie_names(synth_prepared)[0].split(" (")[0]  # the title as people type it
     turns = [("seeker", f"I like {a}"), ("seeker", f"I really liked {a}")]
     (rec,) = svc.recommend([Query(None, turns, k=3, exclude_mentioned=False)])
-    (t, s, e), = [(t, s, e) for _, _, t, s, e in rec.entities]
+    (t, s, e), = [(t, s, e) for _, _, t, s, e, _ in rec.entities]
     assert t == 1 and turns[1][1][s:e] == a
 
 
