@@ -1,6 +1,6 @@
 """The main job: data → recommender (plain warm-up, then MAML on Ray Train) → generator (same) → report.
 
-Locally (``make demo`` runs the ``small`` preset; 7 minutes on 2 CPUs with the real data, 8.5 with the install)::
+Locally (``make demo`` runs the ``small`` preset; 8.6 minutes on 2 CPUs with the real data, 9.9 with the install)::
 
     python -m ray_jobs.pipeline --preset small --storage-path runs/demo
 
