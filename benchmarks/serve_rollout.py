@@ -33,16 +33,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def app_config(port: int, uris: dict, rec_ckpt: str, replica_num_cpus: float) -> dict:
-    """The app as a ``serve deploy`` config (what an operator edits): the recommender checkpoint in the
-    Recommender's ``user_config``, so changing it is a lightweight update (reconfigure in place)."""
-    return {"proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": port},
-            "applications": [{
-                "name": "ccrs", "route_prefix": "/", "import_path": "serve.app:build_app",
-                "args": {"gen_ckpt": uris["gen_ckpt"], "data": uris["data"], "num_replicas": 2,
-                         "replica_num_cpus": replica_num_cpus},
-                "deployments": [{"name": "Recommender", "user_config": {
-                    "rec_ckpt": rec_ckpt, "data": uris["data"], "max_batch_size": 16, "batch_wait_timeout_s": 0.0}}]}]}
+def app_config(port: int, args: dict, rec_ckpt: str) -> dict:
+    """The app as a ``serve deploy`` config (what an operator edits): ``args`` are
+    :func:`serve.app.build_app`'s (constant: they are part of Serve's code version), the recommender
+    checkpoint is in the Recommender's ``user_config``, so changing it is a lightweight update
+    (reconfigure in place)."""
+    user_config = {"rec_ckpt": rec_ckpt, "data": args["data"], "max_batch_size": args.get("max_batch_size", 16),
+                   "batch_wait_timeout_s": args.get("batch_wait_timeout_s", 0.0),
+                   "fail_user_ids": args.get("fail_user_ids", [])}
+    return {"http_options": {"host": "127.0.0.1", "port": port},
+            "applications": [{"name": "ccrs", "route_prefix": "/", "import_path": "serve.app:build_app",
+                              "args": {k: v for k, v in args.items() if k != "rec_ckpt"},
+                              "deployments": [{"name": "Recommender", "user_config": user_config}]}]}
 
 
 def serve_deploy(config: dict, dashboard: str, wait_s: float = 300) -> None:
@@ -70,11 +72,16 @@ def serve_deploy(config: dict, dashboard: str, wait_s: float = 300) -> None:
 
 
 def rollout_run(rec_ckpt: str, new_rec_ckpt: str, gen_ckpt: str, data: str, bodies: list[dict], clients: int,
-                duration: float, roll_at: float, port: int, dashboard: str, replica_num_cpus: float = 0.5) -> dict:
+                duration: float, roll_at: float, port: int, dashboard: str, replica_num_cpus: float = 0.5,
+                app_args: dict | None = None) -> dict:
+    """Deploy the app (``app_args``, default 2 replicas each) with ``rec_ckpt``, load it, deploy it again
+    with ``new_rec_ckpt`` at ``roll_at`` s; the report of every request."""
     from serve_load import app_uris
 
     uris = app_uris(rec_ckpt, gen_ckpt, data)
-    serve_deploy(app_config(port, uris, uris["rec_ckpt"], replica_num_cpus), dashboard)
+    args = app_args or {"gen_ckpt": uris["gen_ckpt"], "data": uris["data"], "num_replicas": 2,
+                        "replica_num_cpus": replica_num_cpus}
+    serve_deploy(app_config(port, args, uris["rec_ckpt"]), dashboard)
     # the clients run in their own process: the driver's rollout work must not stall them through this
     # process's GIL
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,7 +95,7 @@ def rollout_run(rec_ckpt: str, new_rec_ckpt: str, gen_ckpt: str, data: str, bodi
         time.sleep(roll_at)
         t_roll = time.perf_counter() - t_start
         new_abs = new_rec_ckpt if "://" in new_rec_ckpt else os.path.abspath(new_rec_ckpt)
-        serve_deploy(app_config(port, uris, new_abs, replica_num_cpus), dashboard)  # user_config only
+        serve_deploy(app_config(port, args, new_abs), dashboard)  # user_config only
         t_rolled = time.perf_counter() - t_start
         client.communicate(timeout=duration + 300)
         results = [tuple(r) for r in json.loads(record_file.read_text())]

@@ -59,12 +59,13 @@ def serve_app(ray_cluster, synth_prepared, synth_rec_ckpt, tiny_gen_ckpt):
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    app = build_app({"rec_ckpt": synth_rec_ckpt, "gen_ckpt": tiny_gen_ckpt, "data": synth_prepared,
-                     "cache_size": 4, "max_batch_size": 8, "batch_wait_timeout_s": 0.05, "max_turns": 6,
-                     "max_turn_chars": 200, "max_k": 20, "max_conversations": 5, "max_body_bytes": 20_000,
-                     "fail_user_ids": [FAIL_USER]})
-    serve.run(app, name="ccrs", route_prefix="/")
+    args = {"rec_ckpt": synth_rec_ckpt, "gen_ckpt": tiny_gen_ckpt, "data": synth_prepared,
+            "cache_size": 4, "max_batch_size": 8, "batch_wait_timeout_s": 0.05, "max_turns": 6,
+            "max_turn_chars": 200, "max_k": 20, "max_conversations": 5, "max_body_bytes": 20_000,
+            "fail_user_ids": [FAIL_USER]}
+    serve.run(build_app(args), name="ccrs", route_prefix="/")
     client = Client(f"http://127.0.0.1:{port}")
+    client.app_args, client.port = args, port  # for tests that redeploy the same app (test_rollout.py)
     deadline = time.time() + 60
     while client.get("/healthz")[0] != 200:
         assert time.time() < deadline, "Serve app did not become healthy"
