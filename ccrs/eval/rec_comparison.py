@@ -10,6 +10,8 @@ one user are not independent.
 
 from __future__ import annotations
 
+import torch
+
 from ccrs.eval.rec_evaluator import RecPredictions
 from ccrs.eval.rec_metrics import metrics_from_ranks, per_sample_metrics
 from ccrs.eval.significance import user_paired_test
@@ -25,9 +27,8 @@ def compare_on_same_samples(predictions: dict[str, RecPredictions], reference: s
         raise ValueError(f"reference {reference!r} is not among {list(predictions)}")
     ordered = {}
     for name, pred in predictions.items():
-        order = sorted(range(pred.ranks.numel()), key=lambda i: int(pred.sample_ids[i]))
-        ordered[name] = ([int(pred.sample_ids[i]) for i in order], pred.ranks[order],
-                         [pred.user_ids[i] for i in order])
+        order = torch.argsort(pred.sample_ids)
+        ordered[name] = (pred.sample_ids[order].tolist(), pred.ranks[order], [pred.user_ids[i] for i in order.tolist()])
     ids_ref, ranks_ref, users = ordered[reference]
     ndcg_ref = per_sample_metrics(ranks_ref)["ndcg@10"].numpy()
     rows = []
