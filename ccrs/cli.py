@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from ccrs import __version__
-from ccrs.config import ConfigError, dump_config, load_config, load_run_config
+from ccrs.config import ConfigError, dump_config, load_config, load_run_config, model_overrides
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -171,7 +171,7 @@ def _cmd_eval_rec(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in models:
-        load_config(None, [f"recommender.variant={m}"])  # rejects unknown model names early
+        model_overrides(m)  # rejects unknown model names early
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     for s in splits:
         if s not in ("user", "standard"):
@@ -188,7 +188,7 @@ def _cmd_eval_rec(args: argparse.Namespace) -> int:
         if model not in per_model or "=" not in override:
             raise ConfigError(f"--set {item!r}: expected MODEL:KEY=VALUE with MODEL in --models")
         per_model[model].append(override)
-    configs = {m: load_config(args.config, [*args.overrides, *o]) for m, o in per_model.items()}
+    configs = {m: load_config(args.config, [*model_overrides(m), *args.overrides, *o]) for m, o in per_model.items()}
     specs = run_specs(models, splits, _parse_ints(args.folds, "--folds"), _parse_ints(args.seeds, "--seeds"), cfg.seed)
     results = run_grid(configs, args.prepared, args.runs, specs, jobs=args.jobs, progress=not args.quiet)
     report = aggregate_runs(results, compare, n_resamples=args.resamples, part=args.part)

@@ -56,7 +56,7 @@ class DataConfig:
     min_entity_name_chars: int = 3
 
 
-REC_VARIANTS = ("ccrs", "ccrs_no_turn", "kbrd", "popularity", "repeat_context")
+REC_VARIANTS = ("ccrs", "ccrs_no_turn", "kbrd", "popularity", "repeat_context", "history_popularity")
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,13 @@ class RecommenderConfig:
 
     ``variant``: ``ccrs`` (full), ``ccrs_no_turn`` (paper "w/o TE"), ``kbrd`` (RGCN + self-attention,
     as CRSLab; the paper's "w/o RE&TE"), ``popularity`` (training-label frequency), ``repeat_context``
-    (movies already mentioned, most recent first, then popularity).
+    (movies already mentioned, most recent first, then popularity), ``history_popularity`` (movies of
+    the user's earlier conversations, most recent first, then popularity).
+
+    The ``history_*`` keys feed the user's history (their earlier conversations,
+    ccrs/data/history.py) into the model; all off is the paper. ``history_in_context`` is how
+    ``kbrd_history`` sees it; ``history_user``/``history_intent``/``history_items`` are the three reads
+    of ccrs/nn/history_encoder.py (Eqs. H2–H4).
     """
 
     variant: str = "ccrs"
@@ -116,9 +122,28 @@ class RecommenderConfig:
     #: Probability of replacing a training sample's user by the cold-start user (index 0), so the
     #: cold-start representation is trained (used for users with no training conversation).
     user_dropout: float = 0.1
+    #: Entries of the user's history a sample carries (the most recently mentioned kept; 0 = all).
+    max_history_entities: int = 128
+    #: Prepend the history's entities to the context (as earlier mentions at turn 0): the only way
+    #: ``kbrd_history`` sees the history. Not in the paper.
+    history_in_context: bool = False
+    #: Eq. 2's user = user row + a pooled history encoding (Eq. H2). Not in the paper.
+    history_user: bool = False
+    #: Eq. 8's intention + a gated read of the history with the intention as query (Eq. H3, UCCR-like).
+    history_intent: bool = False
+    #: A learned score for each movie of the history from its flags and its fit to p_u (Eq. H4).
+    history_items: bool = False
+    #: The per-user embedding table of Eq. 2. False: every sample reads the cold-start row (plus its
+    #: history with ``history_user``), so known and unknown users are treated alike.
+    user_table: bool = True
+
+    def uses_history_encoder(self) -> bool:
+        return self.history_user or self.history_intent or self.history_items
 
     def __post_init__(self) -> None:
         _one_of("recommender.variant", self.variant, REC_VARIANTS)
+        if self.max_history_entities < 0:
+            raise ConfigError(f"recommender.max_history_entities must be >= 0 (0 = all), got {self.max_history_entities}")
         _one_of("recommender.turn_mode", self.turn_mode, ("recency", "absolute"))
         _one_of("recommender.attention_scale", self.attention_scale, ("head", "model"))
         _one_of("recommender.gamma_form", self.gamma_form, ("linear", "tanh", "softplus", "relation_softmax"))
@@ -442,14 +467,36 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         raise
 
 
+#: Table rows that are a variant plus options. A preset's name is accepted wherever a variant's is
+#: (``--model``, ``--models``); its options come before any override, so an override wins.
+MODEL_PRESETS: dict[str, tuple[str, ...]] = {
+    # kbrd reading the history as earlier mentions (issue 30's history baseline)
+    "kbrd_history": ("recommender.variant=kbrd", "recommender.history_in_context=true"),
+    # CCRS with the user's history (ccrs/nn/history_encoder.py); the reads chosen on valid users:
+    # results/history_select.md
+    "ccrs_history": ("recommender.variant=ccrs", "recommender.history_user=true", "recommender.history_intent=true",
+                     "recommender.history_items=true"),
+}
+
+
+def model_overrides(name: str) -> list[str]:
+    """The overrides that make table row ``name``: a preset's options, or ``recommender.variant=name``."""
+    if name in MODEL_PRESETS:
+        return list(MODEL_PRESETS[name])
+    if name not in REC_VARIANTS:
+        raise ConfigError(f"model {name!r} is neither a recommender variant ({', '.join(REC_VARIANTS)}) "
+                          f"nor a preset ({', '.join(MODEL_PRESETS)})")
+    return [f"recommender.variant={name}"]
+
+
 def load_run_config(
     path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), variant: str | None = None,
     seed: int | None = None,
 ) -> CCRSConfig:
     """:func:`load_config` plus the ``--model`` / ``--seed`` shortcuts every training entry point has."""
-    extra = [f"recommender.variant={variant}"] if variant else []
-    extra += [f"seed={seed}"] if seed is not None else []
-    return load_config(path, [*overrides, *extra])
+    preset = model_overrides(variant) if variant else []
+    extra = [f"seed={seed}"] if seed is not None else []
+    return load_config(path, [*preset, *overrides, *extra])
 
 
 def config_from_dict(values: dict[str, Any]) -> CCRSConfig:

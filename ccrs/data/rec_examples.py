@@ -20,7 +20,7 @@ index 0 is the cold-start user (any user with no training conversation, see
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +30,7 @@ from torch import Tensor
 
 from ccrs.data import splits as splits_mod
 from ccrs.data.dataset import PreparedDataset
+from ccrs.data.history import HISTORY_COLUMNS, attach_history
 
 COLD_START_USER = 0
 
@@ -85,12 +86,28 @@ class RecBatch:
     context_mask: Tensor  # (B, m) bool
     current_turn: Tensor  # (B,) turn index of the recommender turn being predicted
     label_in_context: Tensor  # (B,) bool
+    # The user's history (ccrs.data.history): one entry per entity of their earlier conversations,
+    # oldest first, 0-padded; None where the batch was built without one (same as an empty history).
+    history: Tensor | None = None  # (B, h) entity ids
+    history_age: Tensor | None = None  # (B, h) conversations back, 1..MAX_AGE
+    history_flag: Tensor | None = None  # (B, h) role * 3 + liked
+    history_count: Tensor | None = None  # (B, h) earlier conversations that mention it, 1..MAX_COUNT
+    history_mask: Tensor | None = None  # (B, h) bool
 
     def context_lists(self) -> list[list[int]]:
         return [row[mask].tolist() for row, mask in zip(self.context, self.context_mask, strict=True)]
 
     def to(self, device) -> RecBatch:
-        return RecBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return RecBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                           for f in fields(self)})
+
+    def with_empty_history(self) -> RecBatch:
+        """This batch with a history tensor of width 0 where it has none (models read one shape)."""
+        if self.history is not None:
+            return self
+        empty = self.context.new_zeros(self.context.size(0), 0)
+        return replace(self, history=empty, history_age=empty, history_flag=empty, history_count=empty,
+                       history_mask=empty.bool())
 
 
 class RecExamples:
@@ -125,6 +142,11 @@ class RecExamples:
         self._ctx = torch.from_numpy(ctx.values.to_numpy().astype(np.int64))
         self._turns = torch.from_numpy(turns.values.to_numpy().astype(np.int64))
         self.max_context_entities = max_context_entities
+        self._history = None
+        if HISTORY_COLUMNS[0] in samples.column_names:
+            cols = [samples.column(c).combine_chunks() for c in HISTORY_COLUMNS]
+            self._history_offsets = torch.from_numpy(cols[0].offsets.to_numpy().astype(np.int64))
+            self._history = [torch.from_numpy(c.values.to_numpy().astype(np.int64)) for c in cols]
 
     def __len__(self) -> int:
         return int(self.sample_ids.numel())
@@ -133,6 +155,21 @@ class RecExamples:
         lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
         lo = max(lo, hi - self.max_context_entities)  # keep the latest mentions
         return self._ctx[lo:hi], self._turns[lo:hi]
+
+    def history_of(self, i: int) -> list[Tensor]:
+        """The four history columns of sample ``i`` (entities, age, flag, count), oldest first."""
+        lo, hi = int(self._history_offsets[i]), int(self._history_offsets[i + 1])
+        return [col[lo:hi] for col in self._history]
+
+    def _history_fields(self, index: Tensor) -> dict[str, Tensor]:
+        if self._history is None:
+            return {}
+        rows = [self.history_of(int(i)) for i in index]
+        padded = _pad([r[0] for r in rows]), _pad([r[1] for r in rows]), _pad([r[2] for r in rows]), \
+            _pad([r[3] for r in rows])
+        mask = _pad([torch.ones_like(r[0], dtype=torch.bool) for r in rows])
+        return dict(zip(("history", "history_age", "history_flag", "history_count"), padded, strict=True)) | \
+            {"history_mask": mask}
 
     def batch(self, index: Tensor) -> RecBatch:
         ctxs = [self.context_of(int(i)) for i in index]
@@ -143,6 +180,7 @@ class RecExamples:
         for b, (c, t) in enumerate(ctxs):
             context[b, : c.numel()], turns[b, : c.numel()], mask[b, : c.numel()] = c, t, True
         return RecBatch(
+            **self._history_fields(index),
             sample_ids=self.sample_ids[index],
             labels=self.labels[index],
             users=self.users[index],
@@ -173,6 +211,19 @@ class RecExamples:
     def subset(self, mask: Tensor) -> Tensor:
         """Indices of the samples where ``mask`` holds (e.g. ``~label_in_context`` for dedup)."""
         return torch.nonzero(mask, as_tuple=False).flatten()
+
+
+def _pad(rows: list[Tensor]) -> Tensor:
+    """Right-0-padded (len(rows), longest) tensor of 1-d ``rows`` (width 0 when all are empty)."""
+    out = torch.zeros(len(rows), max([r.numel() for r in rows] + [0]), dtype=rows[0].dtype if rows else torch.long)
+    for b, r in enumerate(rows):
+        out[b, : r.numel()] = r
+    return out
+
+
+def rec_samples_with_history(ds: PreparedDataset, max_history_entities: int = 0) -> pa.Table:
+    """``rec_samples`` with each sample's history (:func:`ccrs.data.history.attach_history`)."""
+    return attach_history(ds, ds.table("rec_samples"), max_history_entities)
 
 
 def part_of_conversations(ds: PreparedDataset, split: str, fold: int | None = None,
@@ -212,10 +263,12 @@ def rec_parts(
     kg: KnowledgeGraph | None = None,
     user_index: dict[int, int] | None = None,
     holdout_adaptation: bool = False,
+    max_history_entities: int = 0,
 ) -> tuple[dict[str, RecExamples], dict[int, int]]:
-    """``({train, valid, test}: RecExamples, user_index)`` for one split (and fold for ``user``)."""
+    """``({train, valid, test}: RecExamples, user_index)`` for one split (and fold for ``user``); every
+    sample carries its history (``max_history_entities`` > 0 keeps that many most recent entries)."""
     kg = kg or KnowledgeGraph.from_dataset(ds)
-    samples = ds.table("rec_samples")
+    samples = rec_samples_with_history(ds, max_history_entities)
     conv_part = part_of_conversations(ds, split, fold, holdout_adaptation)
     if user_index is None:
         user_index = build_user_index(samples, conv_part)

@@ -356,7 +356,8 @@ def load_for_meta_test(ckpt: str, prepared: str, fold: int) -> MetaTestSetup:
     ds = PreparedDataset.open(prepared)
     kg = KnowledgeGraph.from_dataset(ds)
     model, cfg, user_index = load_recommender(ckpt, kg)
-    tasks = RecTaskSet.from_dataset(ds, fold, kg, user_index, cfg.recommender.max_context_entities)
+    tasks = RecTaskSet.from_dataset(ds, fold, kg, user_index, cfg.recommender.max_context_entities,
+                                   cfg.recommender.max_history_entities)
     info = getattr(model, "meta_info", {})
     inner_lrs = info.get("inner_lrs") or None
     return MetaTestSetup(MAML.from_config(model, rec_loss, cfg.rec_meta, inner_lrs), cfg, tasks, ds,

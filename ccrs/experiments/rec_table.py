@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ccrs import storage
-from ccrs.config import CCRSConfig, config_from_dict
+from ccrs.config import CCRSConfig, config_from_dict, load_config, model_overrides
 from ccrs.eval.rec_evaluator import RecPredictions
 from ccrs.eval.rec_metrics import metrics_from_ranks, per_sample_metrics
 from ccrs.eval.significance import paired_tests
@@ -67,7 +67,8 @@ def _run_one(spec: RunSpec, cfg_dict: dict, prepared: str, run_dir: str, threads
     from ccrs.train.rec_trainer import train_recommender
 
     torch.set_num_threads(threads)
-    cfg = config_from_dict({**cfg_dict, "seed": spec.seed, "recommender": {**cfg_dict["recommender"], "variant": spec.model}})
+    variant = load_config(None, model_overrides(spec.model)).recommender.variant  # a preset names its variant
+    cfg = config_from_dict({**cfg_dict, "seed": spec.seed, "recommender": {**cfg_dict["recommender"], "variant": variant}})
     return train_recommender(cfg, prepared, spec.split, spec.fold, run_dir, progress=progress).to_dict()
 
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ccrs.data.dataset import PreparedDataset
-from ccrs.data.rec_examples import COLD_START_USER, KnowledgeGraph, RecBatch, RecExamples
+from ccrs.data.rec_examples import COLD_START_USER, KnowledgeGraph, RecBatch, RecExamples, rec_samples_with_history
 from ccrs.eval.rec_evaluator import RecPredictions, predict
 from ccrs.meta.maml import MAML, MetaTask
 
@@ -60,13 +60,14 @@ class RecTaskSet:
     @classmethod
     def from_dataset(
         cls, ds: PreparedDataset, fold: int, kg: KnowledgeGraph, user_index: dict[int, int], max_context_entities: int = 64,
+        max_history_entities: int = 0,
     ) -> RecTaskSet:
         roles = ds.user_splits(fold)
         parts = ds.conversation_parts()
         tasks_table = ds.table("tasks")
         with_task = {u for u, f in zip(tasks_table.column("user_id").to_pylist(), tasks_table.column("fold").to_pylist(),
                                        strict=True) if f >= 0}
-        samples = ds.table("rec_samples")
+        samples = rec_samples_with_history(ds, max_history_entities)
         keep = [i for i, u in enumerate(samples.column("user_id").to_pylist()) if u in with_task]
         examples = RecExamples(samples.take(keep), kg.entity_to_item(), user_index, max_context_entities)
         by_user: dict[int, dict[str, list[int]]] = defaultdict(lambda: {"support": [], "query": []})

@@ -45,7 +45,8 @@ class RecMetaTraining(MetaTraining):
         # Same user numbering as the plain trainer, so a plain checkpoint can initialise meta-training.
         self.user_index = build_user_index(
             ds.table("rec_samples"), part_of_conversations(ds, "user", fold, cfg.rec_train.holdout_adaptation))
-        self.tasks = RecTaskSet.from_dataset(ds, fold, self.kg, self.user_index, cfg.recommender.max_context_entities)
+        self.tasks = RecTaskSet.from_dataset(ds, fold, self.kg, self.user_index, cfg.recommender.max_context_entities,
+                                            cfg.recommender.max_history_entities)
         self.train_users = self.tasks.of_role("train")
         model = build_recommender(cfg.recommender, self.kg, len(self.user_index))
         if init_state is not None:

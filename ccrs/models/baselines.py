@@ -8,7 +8,12 @@
     popularity. On ReDial many targets are re-mentions, so this is strong on the standard protocol
     and collapses to popularity on the dedup variant (see ``shared/notes/crs-evaluation.md``).
 
-Both are ``nn.Module`` s with the same ``forward(batch) → (B, n_items)`` as the neural recommender, so
+``history_popularity``
+    Movies of the user's earlier conversations (:mod:`ccrs.data.history`) first, the most recently
+    mentioned first (then the most often mentioned, then the more popular), then the rest by
+    popularity. It sees the history and not the current conversation: what history alone is worth.
+
+All are ``nn.Module`` s with the same ``forward(batch) → (B, n_items)`` as the neural recommender, so
 the evaluator and the checkpoint code treat every model alike; they have no trainable parameters.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ccrs.data.history import MAX_AGE, MAX_COUNT
 from ccrs.data.rec_examples import RecBatch
 
 
@@ -56,4 +62,24 @@ class RepeatContextRecommender(PopularityRecommender):
         best = torch.zeros_like(scores).scatter_reduce(
             1, items.clamp(min=0), torch.where(keep, bonus, torch.zeros_like(bonus)), reduce="amax"
         )
+        return torch.where(best > 0, best, scores)
+
+
+class HistoryPopularityRecommender(PopularityRecommender):
+    def __init__(self, num_items: int, entity_to_item: Tensor) -> None:
+        super().__init__(num_items)
+        self.register_buffer("entity_to_item", entity_to_item, persistent=False)
+
+    def forward(self, batch: RecBatch) -> Tensor:
+        batch = batch.with_empty_history()
+        pop = self.popularity()
+        scores = (pop / (pop.max() + 1.0)).expand(batch.labels.numel(), -1).clone()  # in [0, 1)
+        items = self.entity_to_item[batch.history]  # (B, h), -1 for non-items
+        keep = batch.history_mask & (items >= 0)
+        idx = items.clamp(min=0)
+        # newer first, then more conversations, then popularity (< 1): every history movie above the rest
+        key = 1.0 + ((MAX_AGE - batch.history_age) * (MAX_COUNT + 1) + batch.history_count).to(scores.dtype)
+        key = key + torch.gather(scores, 1, idx)
+        best = torch.zeros_like(scores).scatter_reduce(1, idx, torch.where(keep, key, torch.zeros_like(key)),
+                                                       reduce="amax")
         return torch.where(best > 0, best, scores)

@@ -6,7 +6,7 @@ from torch import nn
 
 from ccrs.config import RecommenderConfig
 from ccrs.data.rec_examples import KnowledgeGraph, RecExamples
-from ccrs.models.baselines import PopularityRecommender, RepeatContextRecommender
+from ccrs.models.baselines import HistoryPopularityRecommender, PopularityRecommender, RepeatContextRecommender
 from ccrs.models.recommender import NEURAL_VARIANTS, Recommender
 
 TRAINABLE = NEURAL_VARIANTS
@@ -20,6 +20,8 @@ def build_recommender(
         return Recommender(cfg, kg, num_users)
     if cfg.variant == "popularity":
         model = PopularityRecommender(kg.num_items)
+    elif cfg.variant == "history_popularity":
+        model = HistoryPopularityRecommender(kg.num_items, kg.entity_to_item())
     else:
         model = RepeatContextRecommender(kg.num_items, kg.entity_to_item())
     if train is not None:

@@ -38,6 +38,8 @@ trained by *user dropout*: each training sample's user is replaced by row 0 with
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -45,6 +47,7 @@ from torch_geometric.nn import RGCNConv
 
 from ccrs.config import RecommenderConfig
 from ccrs.data.rec_examples import COLD_START_USER, KnowledgeGraph, RecBatch
+from ccrs.nn.history_encoder import HistoryEncoder
 from ccrs.nn.intention_encoder import IntentionEncoder
 from ccrs.nn.neighbourhood import InEdgeIndex, NeighbourhoodBatch
 from ccrs.nn.turn_encoder import TurnEncoder
@@ -69,6 +72,7 @@ class Recommender(nn.Module):
         self.register_buffer("edge_index", kg.edge_index, persistent=False)
         self.register_buffer("edge_type", kg.edge_type, persistent=False)
         self.register_buffer("item_entity_ids", kg.item_entity_ids, persistent=False)
+        self.register_buffer("entity_to_item_index", kg.entity_to_item(), persistent=False)
         self.entity_embedding = nn.Embedding(kg.num_entities, d)
         nn.init.normal_(self.entity_embedding.weight, std=d**-0.5)
         self.user_embedding = nn.Embedding(num_users + 1, cfg.user_dim)  # row 0 = cold start
@@ -92,6 +96,9 @@ class Recommender(nn.Module):
         self.item_bias = nn.Parameter(torch.zeros(kg.num_items)) if cfg.item_bias else None
         self.dropout = nn.Dropout(cfg.dropout)
         self._in_edges: InEdgeIndex | None = None
+        self.history_encoder = HistoryEncoder(
+            d, cfg.user_dim, user=cfg.history_user and self.variant != "kbrd", intent=cfg.history_intent,
+            items=cfg.history_items) if cfg.uses_history_encoder() else None
 
     # -- pieces ---------------------------------------------------------------------------------
     def neighbourhoods(self, batch: RecBatch, user_rows: Tensor | None = None) -> NeighbourhoodBatch:
@@ -106,6 +113,8 @@ class Recommender(nn.Module):
         if self.cfg.share_user_neighbourhoods:
             groups = torch.zeros_like(batch.users) if self.variant == "kbrd" else (
                 batch.users if user_rows is None else user_rows)
+            if self.variant != "kbrd" and self._history_user_on():
+                groups = _history_groups(groups, batch)  # the user vector also depends on the history
         return self._in_edge_index().batch(batch.context_lists(), self.cfg.n_layers, groups).to(self.edge_index.device)
 
     def _rgcn(self, x: Tensor, edge_index: Tensor, edge_type: Tensor) -> Tensor:
@@ -116,8 +125,11 @@ class Recommender(nn.Module):
         return x
 
     def _user_rows(self, batch: RecBatch) -> Tensor:
-        """The user row each sample reads (B,): its own, or the cold-start row under user dropout."""
+        """The user row each sample reads (B,): its own, or the cold-start row under user dropout (or
+        always without ``user_table``)."""
         users = batch.users
+        if not self.cfg.user_table:
+            return torch.full_like(users, COLD_START_USER)
         if self.training and self.cfg.user_dropout > 0 and self.variant != "kbrd":
             drop = torch.rand(users.shape, device=users.device) < self.cfg.user_dropout
             users = users.masked_fill(drop, COLD_START_USER)
@@ -165,6 +177,8 @@ class Recommender(nn.Module):
             x = self._rgcn(x, nb.edge_index, nb.edge_type)
         else:
             users = self.user_embedding(rows)  # (B, user_dim)
+            if self._history_user_on():
+                users = users + self.history_encoder.user_vector(*self._history_entries(batch))  # Eq. H2
             for conv in self.encoder:
                 x = self.dropout(conv(x, nb.edge_index, nb.edge_type, users, nb.edge_sample))  # Eqs. 1–6
         h_u = x[nb.context_index] if x.numel() else x.new_zeros(*nb.context_index.shape, self.cfg.entity_dim)
@@ -186,11 +200,53 @@ class Recommender(nn.Module):
         return self._intention(batch, nb)[0]
 
     def _intention(self, batch: RecBatch, nb: NeighbourhoodBatch | None) -> tuple[Tensor, Tensor | None]:
+        batch = self.with_history_context(batch)
         h_u, items = self.encode_context(batch, nb)
         turn_weights = None
         if self.turn_encoder is not None:
             turn_weights = self.turn_encoder(batch.context_turns, batch.current_turn, batch.context_mask)  # μ^o, Eq. 7
-        return self.intention(h_u, batch.context_mask, turn_weights), items  # Eq. 8
+        p_u = self.intention(h_u, batch.context_mask, turn_weights)  # Eq. 8
+        if self.history_encoder is not None and self.history_encoder.intent_out is not None:
+            p_u = self.history_encoder.read(*self._history_entries(batch), p_u)  # Eq. H3
+        return p_u, items
+
+    # -- history (ccrs/nn/history_encoder.py; none of it is in the paper) -----------------------
+    def _history_user_on(self) -> bool:
+        return self.history_encoder is not None and self.history_encoder.summary_out is not None
+
+    def _history_entries(self, batch: RecBatch) -> tuple[Tensor, Tensor]:
+        """x_j (B, h, d) of Eq. H1 and the history mask (B, h)."""
+        batch = batch.with_empty_history()
+        e = self.entity_embedding(batch.history)
+        x = self.history_encoder.entries(e, batch.history_age, batch.history_flag, batch.history_count)
+        return x * batch.history_mask.unsqueeze(-1), batch.history_mask
+
+    def with_history_context(self, batch: RecBatch) -> RecBatch:
+        """``batch`` with the history's entities prepended to the context as mentions at turn 0
+        (``recommender.history_in_context``; kept on the batch: MAML reads one batch several times)."""
+        if not self.cfg.history_in_context or batch.history is None or batch.history.size(1) == 0:
+            return batch
+        cached = getattr(batch, "_history_context", None)
+        if cached is not None:
+            return cached
+        mask = torch.cat([batch.history_mask, batch.context_mask], 1)
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # valid entries first, order kept
+        take = lambda hist, ctx: torch.gather(torch.cat([hist, ctx], 1), 1, order)  # noqa: E731
+        out = dataclasses.replace(batch, context=take(batch.history, batch.context),
+                                  context_turns=take(torch.zeros_like(batch.history), batch.context_turns),
+                                  context_mask=torch.gather(mask, 1, order))
+        batch._history_context = out
+        return out
+
+    def _add_history_item_scores(self, scores: Tensor, batch: RecBatch, p_u: Tensor, items: Tensor) -> Tensor:
+        """Eq. H4: each history movie's score added to its item's column."""
+        batch = batch.with_empty_history()
+        x, mask = self._history_entries(batch)
+        item_idx = self.entity_to_item_index[batch.history]  # (B, h), -1 for non-items
+        is_item = mask & (item_idx >= 0)
+        idx = item_idx.clamp(min=0)
+        s = self.history_encoder.item_scores(x, p_u, items[idx]) * is_item
+        return scores.scatter_add(1, idx, s)
 
     def relation_weights(self, users: Tensor) -> Tensor | None:
         r"""The user-specific relation weights :math:`\gamma^i_{r,u}` (Eq. 2) of ``users`` (U,), averaged over
@@ -238,9 +294,12 @@ class Recommender(nn.Module):
         and the intention the generator is conditioned on)."""
         p_u, items = self._intention(batch, nb)
         q = self.score_proj(p_u) if self.score_proj is not None else p_u
-        scores = IntentionEncoder.score(q, self.item_table(items))
+        table = self.item_table(items)
+        scores = IntentionEncoder.score(q, table)
         if self.item_bias is not None:
             scores = scores + self.item_bias
+        if self.history_encoder is not None and self.history_encoder.item_out is not None:
+            scores = self._add_history_item_scores(scores, batch, q, table)  # Eq. H4
         return scores, p_u
 
     def loss(self, batch: RecBatch, nb: NeighbourhoodBatch | None = None) -> Tensor:
@@ -257,3 +316,12 @@ class Recommender(nn.Module):
         out of saturation, so the user row keeps a gradient for the inner loop to follow."""
         emb = self.user_embedding(torch.unique(users))
         return torch.stack([conv.gamma_penalty(emb) for conv in self.encoder]).mean()
+
+
+def _history_groups(rows: Tensor, batch: RecBatch) -> Tensor:
+    """Group ids (B,): samples share one only when they read the same user row and the same history
+    (with ``history_user`` the encoder's user vector depends on both)."""
+    batch = batch.with_empty_history()
+    key = torch.cat([rows.unsqueeze(1), batch.history * batch.history_mask, batch.history_flag * batch.history_mask,
+                     batch.history_age * batch.history_mask], dim=1)
+    return torch.unique(key, dim=0, return_inverse=True)[1]

@@ -132,7 +132,8 @@ def train_recommender(
     ds = prepared if isinstance(prepared, PreparedDataset) else PreparedDataset.open(prepared)
     kg = KnowledgeGraph.from_dataset(ds)
     parts, user_index = rec_parts(ds, split, fold, cfg.recommender.max_context_entities, kg,
-                                  holdout_adaptation=cfg.rec_train.holdout_adaptation and split == "user")
+                                  holdout_adaptation=cfg.rec_train.holdout_adaptation and split == "user",
+                                  max_history_entities=cfg.recommender.max_history_entities)
     if len(parts["train"]) == 0 or len(parts["valid"]) == 0:
         raise ValueError(f"{split} split (fold {fold}) has no train or valid samples")
     model = build_recommender(cfg.recommender, kg, len(user_index), parts["train"]).to(device)
