@@ -20,7 +20,13 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ccrs.data.dataset import PreparedDataset
-from ccrs.data.rec_examples import COLD_START_USER, KnowledgeGraph, RecBatch, RecExamples, rec_samples_with_history
+from ccrs.data.rec_examples import (
+    COLD_START_USER,
+    KnowledgeGraph,
+    RecBatch,
+    RecExamples,
+    rec_samples_with_history,
+)
 from ccrs.eval.rec_evaluator import RecPredictions, predict
 from ccrs.meta.maml import MAML, MetaTask
 

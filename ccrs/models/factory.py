@@ -6,7 +6,11 @@ from torch import nn
 
 from ccrs.config import RecommenderConfig
 from ccrs.data.rec_examples import KnowledgeGraph, RecExamples
-from ccrs.models.baselines import HistoryPopularityRecommender, PopularityRecommender, RepeatContextRecommender
+from ccrs.models.baselines import (
+    HistoryPopularityRecommender,
+    PopularityRecommender,
+    RepeatContextRecommender,
+)
 from ccrs.models.recommender import NEURAL_VARIANTS, Recommender
 
 TRAINABLE = NEURAL_VARIANTS
