@@ -6,7 +6,9 @@
          -d '{"user_id": 7, "turns": [{"role": "seeker", "text": "I loved Alien, any sci-fi?"}], "k": 5}'
 
 Endpoints (OpenAPI schema at ``/docs`` and ``/openapi.json``): ``POST /v1/recommend``,
-``POST /v1/respond``, ``POST /v1/users/{user_id}/adapt``, ``GET /healthz``, ``GET /v1/info``,
+``POST /v1/respond``, ``POST /v1/users/{user_id}/adapt``, ``POST /v1/users/{user_id}/history`` (finished
+conversations to remember, no adaptation), ``GET /v1/users/{user_id}`` (what the service holds of a user),
+``DELETE /v1/users/{user_id}`` (forget a user everywhere, archive included), ``GET /healthz``, ``GET /v1/info``,
 ``GET /v1/stats`` (batch sizes each model replica formed), ``POST /v1/noop`` (a recommend body
 validated and answered without a model: the floor latency benchmarks compare with), ``GET /`` (the
 chat page).
@@ -14,7 +16,7 @@ chat page).
 Errors: a body that is not JSON → 400; a body over ``max_body_bytes`` → 413; a body that does not
 match the schema → 422 whose ``fields`` name each bad field (``turns.2.text: ...``); adaptation
 conversations with no recommendation sample → 422 naming ``conversations``; user ids beyond 64 bits
-→ 422 naming ``user_id``. Anything raised inside a deployment → 500 whose body is only
+→ 422 naming ``user_id``; ``GET``/``DELETE`` of a user the service holds nothing of → 404. Anything raised inside a deployment → 500 whose body is only
 ``{"error": "internal error", "request_id": ...}`` (the id also in the ``x-request-id`` header); the
 traceback goes to the log under that id, never into a body; the replica keeps serving.
 """
@@ -42,11 +44,13 @@ from ccrs.serving.schemas import (
     MAX_USER_ID,
     AdaptResponse,
     Entity,
+    ForgetResponse,
     Item,
     RecommendResponse,
     RespondResponse,
     ServeLimits,
     SlotItem,
+    UserResponse,
     api_models,
 )
 from serve.deployments import AdaptationStore, Generator, Recommender, storage_uri
@@ -172,7 +176,8 @@ def ingress(limits: ServeLimits):
                 return self._internal(exc, request)
             return RecommendResponse(items=self._items(rec), user_known=rec.user_known, attention=rec.attention,
                                      entities=self._entities(rec), rejected=rec.rejected,
-                                     checkpoint_versions={"recommender": rec.version})
+                                     checkpoint_versions={"recommender": rec.version},
+                                     history_entities=rec.history_entities)
 
         @api.post("/v1/respond", response_model=RespondResponse)
         async def respond(self, req: RecommendRequest, request: Request):
@@ -207,6 +212,36 @@ def ingress(limits: ServeLimits):
                 return self._internal(exc, request)
             metrics().adaptations.inc(tags={"outcome": "ok"})
             return out
+
+        @api.post("/v1/users/{user_id}/history", response_model=UserResponse)
+        async def remember(self, user_id: Annotated[int, PathParam(ge=0, le=MAX_USER_ID)], req: AdaptRequest,
+                           request: Request):
+            """Finished conversations of the user: they join the history the model reads (no adaptation)."""
+            convs = [[(t.role, t.text) for t in conv] for conv in req.conversations]
+            try:
+                return UserResponse(**await self.rec.remember.remote(user_id, convs))
+            except Exception as exc:
+                return self._internal(exc, request)
+
+        @api.get("/v1/users/{user_id}", response_model=UserResponse)
+        async def user(self, user_id: Annotated[int, PathParam(ge=0, le=MAX_USER_ID)], request: Request):
+            try:
+                held = await retry_on_replica_death(lambda: self.rec.user.remote(user_id))
+            except Exception as exc:
+                return self._internal(exc, request)
+            if held is None:
+                return _error(404, f"user {user_id}: the service holds nothing of this user", request)
+            return UserResponse(**held)
+
+        @api.delete("/v1/users/{user_id}", response_model=ForgetResponse)
+        async def forget(self, user_id: Annotated[int, PathParam(ge=0, le=MAX_USER_ID)], request: Request):
+            try:
+                n = await retry_on_replica_death(lambda: self.rec.forget.remote(user_id))
+            except Exception as exc:
+                return self._internal(exc, request)
+            if n == 0:
+                return _error(404, f"user {user_id}: the service holds nothing of this user", request)
+            return ForgetResponse(user_id=user_id, forgotten=n)
 
         @api.get("/healthz")
         async def healthz(self) -> dict:
@@ -255,7 +290,9 @@ class AppArgs(BaseModel):
     gen_ckpt: str = ""
     data: str = ""
     cache_size: int = 1024
-    adaptations: str = ""  # URI where adaptations are archived (survive a store replica's death); "": memory only
+    adaptations: str = ""  # URI where adaptations and histories are archived (survive a store replica's death); "": memory only
+    history_max_conversations: int = 50  # a user's history keeps the newest this many conversations
+    history_max_entities: int = 2000  # ... and at most this many (conversation, entity) entries
     max_batch_size: int = 16
     batch_wait_timeout_s: float = 0.0  # take what is queued: waiting costs latency, no throughput (bench_serve.md)
     max_turns: int = _LIMITS.max_turns  # request limits: ServeLimits' defaults, in one place
@@ -294,7 +331,9 @@ def build_app(args: dict):
     batching = {"max_batch_size": a.max_batch_size, "batch_wait_timeout_s": a.batch_wait_timeout_s}
     # max_ongoing_requests >= max_batch_size, or batches never fill (see ../shared notes)
     ongoing = max(2 * a.max_batch_size, 32)
-    store = AdaptationStore.options(user_config={"cache_size": a.cache_size, "archive": a.adaptations}).bind()
+    store = AdaptationStore.options(user_config={
+        "cache_size": a.cache_size, "archive": a.adaptations, "history_max_conversations": a.history_max_conversations,
+        "history_max_entities": a.history_max_entities}).bind()
     rec = Recommender.options(user_config={"rec_ckpt": a.rec_ckpt, "data": a.data, **batching,
                                            "fail_user_ids": a.fail_user_ids},
                               max_ongoing_requests=ongoing, num_replicas=a.num_replicas,

@@ -30,6 +30,12 @@ shows a newer put of that user. An adaptation returns once every replica that is
 acknowledged the new keys (bounded wait: :data:`ACK_TIMEOUT_S`), so a request after ``POST /adapt``
 returns is customised whichever replica serves it. Until a replica's first poll answers it asks the
 store for every user. Each hop measured in ``results/serve_hops.md``.
+
+**Histories** (:mod:`ccrs.serving.user_history`) live in the same store under the namespace
+:data:`HISTORY` in place of a checkpoint version, so they are archived, indexed, fetched and kept by
+replicas exactly like adaptations, and survive the same deaths. A history is not tied to a checkpoint:
+a rollout keeps every user's history. ``forget`` removes a user's history and every adaptation of any
+version, from memory and from the archive.
 """
 
 from __future__ import annotations
@@ -45,9 +51,11 @@ from dataclasses import dataclass, field, fields
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from ccrs.data.history import HistoryEntry
 from ccrs.serving.adaptation_archive import AdaptationArchive
 from ccrs.serving.generator_service import GeneratorService, Reply, Response
 from ccrs.serving.recommender_service import Params, Query, Recommendation, RecommenderService
+from ccrs.serving.user_history import HistoryLimits, append_conversation, describe
 from serve.metrics import metrics
 
 log = logging.getLogger("ray.serve")
@@ -61,6 +69,8 @@ STORE_WAIT_S, STORE_TIMEOUT_S, STORE_RETRY_S = 0.25, 5.0, 1.0
 #: Adapted users whose parameters a Recommender replica keeps between requests.
 LOCAL_PARAMS = 64
 STORAGE_ENV, STORAGE_DEFAULT = "CCRS_STORAGE_PATH", "runs/demo"
+#: The store's namespace of user histories (where adaptations have a checkpoint version: never hex-only).
+HISTORY = "history"
 
 
 def storage_uri(uri: str) -> str:
@@ -134,11 +144,17 @@ class AdaptationStore:
         self.generation = 0  # bumped by every change of the keys
         self._changed = asyncio.Event()
         self._seen: dict[str, tuple[int, float]] = {}  # subscriber → (generation it holds, last contact)
+        self.history_limits = HistoryLimits()
+        self._user_locks: dict[int, asyncio.Lock] = {}  # one writer of a user's history at a time
 
     async def reconfigure(self, config: dict) -> None:  # async: every method runs on the loop (the Event)
-        unknown = sorted(set(config) - {"cache_size", "archive"})
+        known = ["archive", "cache_size", "history_max_conversations", "history_max_entities"]
+        unknown = sorted(set(config) - set(known))
         if unknown:
-            raise ValueError(f"AdaptationStore user_config: unknown key(s) {unknown}; known: ['archive', 'cache_size']")
+            raise ValueError(f"AdaptationStore user_config: unknown key(s) {unknown}; known: {known}")
+        self.history_limits = HistoryLimits(
+            int(config.get("history_max_conversations", HistoryLimits.max_conversations)),
+            int(config.get("history_max_entities", HistoryLimits.max_entities)))
         self.capacity = int(config.get("cache_size", self.capacity))
         if self.capacity < 1:
             raise ValueError("AdaptationStore user_config: cache_size must be >= 1")
@@ -223,6 +239,37 @@ class AdaptationStore:
     async def size(self) -> int:
         return len(self._put_at)
 
+    async def append_history(self, user_id: int, conversations: list[list[HistoryEntry]]) -> tuple[int, int]:
+        """Add finished conversations (their entries) to ``user_id``'s history; durable like :meth:`put`."""
+        lock = self._user_locks.setdefault(user_id, asyncio.Lock())
+        async with lock:  # read-modify-write: two appends of one user never lose each other
+            record = (await self.get_many(HISTORY, [user_id])).get(user_id)
+            for entries in conversations:
+                record = append_conversation(record, entries, self.history_limits)
+            return await self.put(HISTORY, user_id, record)
+
+    async def user(self, user_id: int) -> tuple[dict | None, list[str]]:
+        """What the store holds of ``user_id``: its history record (or None) and adapted checkpoint versions."""
+        record = (await self.get_many(HISTORY, [user_id])).get(user_id)
+        return record, sorted(v for v, u in self._put_at if u == user_id and v != HISTORY)
+
+    async def forget(self, user_id: int) -> int:
+        """Remove every key of ``user_id`` (history and adaptations of any version), archive included;
+        returns how many keys there were."""
+        lock = self._user_locks.setdefault(user_id, asyncio.Lock())
+        async with lock:
+            keys = [k for k in self._put_at if k[1] == user_id]
+            if self.archive is not None:  # the archive may hold versions this process never listed
+                keys = sorted(set(keys) | {k for k in await asyncio.to_thread(self.archive.keys) if k[1] == user_id})
+                for version, u in keys:
+                    await asyncio.to_thread(self.archive.delete, version, u)
+            for key in keys:
+                self._put_at.pop(key, None)
+                self._lru.pop(key, None)
+            if keys:
+                self._bump()
+            return len(keys)
+
 
 # A bad checkpoint URI does not heal by retrying: fail the start after a few tries, with the message.
 @serve.deployment(name="Recommender", ray_actor_options={"num_cpus": 0.5}, max_constructor_retry_count=3)
@@ -290,30 +337,36 @@ class Recommender:
         self._ensure_following()
         known = {q.user_id for q in queries if q.user_id is not None}
         index = self._adapted_keys
-        users = sorted(known if index is None else (u for u in known if (svc.version, u) in index))
-        fetch = self._not_held(svc.version, users, index)
+        # adaptations of this checkpoint, and histories when the model reads them: one lookup each
+        spaces = (svc.version, HISTORY) if svc.reads_history else (svc.version,)
+        wanted = {ns: sorted(known if index is None else (u for u in known if (ns, u) in index)) for ns in spaces}
+        fetch = {ns: self._not_held(ns, users, index) for ns, users in wanted.items()}
         fetched: dict = {}
         states = None  # linked in the same thread as the forward pass unless a store call overlaps
         # a store that is restarting (subscription down, or a lookup failed moments ago) is not waited for
-        store_down = bool(fetch) and not self._store_up and time.monotonic() < self._skip_store_until
-        if fetch and not store_down:
-            # the store round trip overlaps the linking of the texts (which needs no parameters)
+        store_down = any(fetch.values()) and not self._store_up and time.monotonic() < self._skip_store_until
+        if any(fetch.values()) and not store_down:
+            # the store round trips overlap the linking of the texts (which needs no parameters)
             self.store_calls += 1
-            lookup = self.store.get_many.remote(svc.version, fetch)
+            lookups = {ns: self.store.get_many.remote(ns, users) for ns, users in fetch.items() if users}
             states = await asyncio.to_thread(lambda: [svc.dialogue_state(q.turns) for q in queries])
             try:
-                fetched = await asyncio.wait_for(lookup, STORE_TIMEOUT_S if self._store_up else STORE_WAIT_S)
+                timeout = STORE_TIMEOUT_S if self._store_up else STORE_WAIT_S
+                fetched = {ns: await asyncio.wait_for(call, timeout) for ns, call in lookups.items()}
             except Exception as exc:  # store dead or restarting: answer with what this replica holds
                 store_down, self._skip_store_until = True, time.monotonic() + STORE_RETRY_S
                 log.warning("Recommender: adaptation lookup failed (%s); serving the adaptations held here",
                             type(exc).__name__)
-        adapted = self._held(svc.version, users) if store_down else self._keep(svc.version, users, fetched, index)
+        held = {ns: self._held(ns, users) if store_down else self._keep(ns, users, fetched.get(ns, {}), index)
+                for ns, users in wanted.items()}
+        adapted, records = held[svc.version], held.get(HISTORY, {})
+        users = wanted[svc.version]
         looked_up = (("store_unavailable", len(users)),) if store_down else (
             ("hit", len(adapted)), ("miss", len(users) - len(adapted)))
         for result, n in (*looked_up, ("not_adapted", len(known) - len(users))):
             if n:  # Ray counters take positive increments only
                 metrics().lookups.inc(n, tags={"result": result})
-        return await asyncio.to_thread(svc.recommend, queries, adapted, states)  # the event loop keeps batching
+        return await asyncio.to_thread(svc.recommend, queries, adapted, states, records)  # the loop keeps batching
 
     def _not_held(self, version: str, users: list[int], index: dict | None) -> list[int]:
         """Adapted users whose parameters this replica does not hold at the store's current put."""
@@ -339,11 +392,37 @@ class Recommender:
         return {u: h[1] for u, h in held if h is not None and h[0] == index[(version, u)]}
 
     async def adapt(self, user_id: int, conversations: list[list[tuple[str, str]]]) -> dict:
+        """The MAML inner update on ``conversations``, which also join the user's history."""
         svc = self.svc
         params, n = await asyncio.to_thread(svc.adaptation, user_id, conversations)
+        entries = await asyncio.to_thread(lambda: [svc.history_entries(c) for c in conversations])
+        await self.store.append_history.remote(user_id, entries)
         size, generation = await self.store.put.remote(svc.version, user_id, params)
         await self.store.wait_acknowledged.remote(generation)  # every replica now knows this user adapted
         return {"user_id": user_id, "support_samples": n, "cache_size": size, "checkpoint_version": svc.version}
+
+    async def remember(self, user_id: int, conversations: list[list[tuple[str, str]]]) -> dict:
+        """Add finished conversations to the user's history (no adaptation)."""
+        svc = self.svc
+        entries = await asyncio.to_thread(lambda: [svc.history_entries(c) for c in conversations])
+        _, generation = await self.store.append_history.remote(user_id, entries)
+        await self.store.wait_acknowledged.remote(generation)
+        return await self.user(user_id)
+
+    async def user(self, user_id: int) -> dict | None:
+        """What the service holds of ``user_id`` (entity names from this replica's dataset), or None."""
+        svc = self.svc
+        record, versions = await self.store.user.remote(user_id)
+        if record is None and not versions:
+            return None
+        is_item = lambda e: bool(svc.entity_to_item[e] >= 0)  # noqa: E731
+        return {"user_id": user_id, "history": describe(record, svc.entity_names, is_item) if record else None,
+                "adapted_versions": versions}
+
+    async def forget(self, user_id: int) -> int:
+        n = await self.store.forget.remote(user_id)
+        self._params = OrderedDict((k, v) for k, v in self._params.items() if k[1] != user_id)
+        return n
 
     def info(self) -> dict:
         return {"checkpoint": self.settings.rec_ckpt, "data": self.settings.data, "version": self.svc.version,

@@ -64,6 +64,10 @@ class AdaptationArchive:
         except Exception as exc:  # truncated or foreign file: say which one
             raise AdaptationArchiveError(f"{loc.uri}: not a readable adaptation ({exc})") from None
 
+    def delete(self, version: str, user_id: int) -> None:
+        """Remove one archived entry (nothing to do when there is none)."""
+        storage.delete(self._loc(version, user_id))
+
     def keys(self) -> list[tuple[str, int]]:
         """Every archived (checkpoint version, user id); stray files (temporaries) are ignored."""
         out = []

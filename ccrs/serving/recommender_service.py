@@ -15,6 +15,12 @@ samples (every recommender turn × each movie it names, context = what was menti
 the MAML inner update of ``rec_meta`` (K steps, β) is run on them; the adapted parameters are kept
 in a bounded LRU cache keyed by (checkpoint version, user id), so a new checkpoint never serves
 another checkpoint's adaptation.
+
+**History.** Every conversation given to :meth:`adapt` or :meth:`remember` is a finished
+conversation of that user: its linked entities (who named them; a movie the seeker turned down is
+marked disliked) join the user's record (:mod:`ccrs.serving.user_history`, bounded). A model trained
+with history (``recommender.history_*``) reads it on every request of that user, exactly as it read
+the earlier conversations in training; other models ignore it. :meth:`forget` drops both.
 """
 
 from __future__ import annotations
@@ -30,12 +36,14 @@ from torch.func import functional_call
 
 from ccrs import storage
 from ccrs.data.dataset import PreparedDataset
+from ccrs.data.history import EMPTY, History, HistoryEntry, conversation_entries
 from ccrs.data.linker import DEFAULT_STOPWORDS, EntityLinker, chat_everyday_words
 from ccrs.data.rec_examples import COLD_START_USER, KnowledgeGraph, RecBatch
 from ccrs.inference.slots import unambiguous_names
 from ccrs.meta.maml import MAML
 from ccrs.meta.rec_tasks import rec_loss
 from ccrs.models.factory import load_recommender
+from ccrs.serving.user_history import HistoryLimits, Record, append_conversation, history_of
 
 Turns = list[tuple[str, str]]  # (role, text)
 
@@ -74,6 +82,7 @@ class Recommendation:
     rejected: list[int] = field(default_factory=list)  # item indices the seeker turned down
     version: str = ""  # the checkpoint version that ranked it (rolling updates: every answer says which)
     names: dict[int, str] = field(default_factory=dict)  # item index → name of ``ranked`` (Query.ranked_names)
+    history_entities: int = 0  # entries of the user's history the model read (0: none, or a model without history)
 
 
 #: A seeker turn that turns down what the recommender just proposed.
@@ -109,6 +118,10 @@ class RecommenderService:
         self.cold_start_rows = bool(info.get("eval_cold_start", False))
         self.cache_size = cache_size
         self._adapted: OrderedDict[tuple[str, int], dict[str, Tensor]] = OrderedDict()
+        self.history_limits = HistoryLimits()
+        self._records: dict[int, Record] = {}  # user id → history record (this process; Serve keeps them in the store)
+        self.reads_history = cfg.recommender.history_in_context or cfg.recommender.uses_history_encoder() or \
+            cfg.recommender.variant == "history_popularity"
 
     @classmethod
     def load(cls, rec_ckpt: str, prepared: str, cache_size: int = 128) -> RecommenderService:
@@ -162,8 +175,10 @@ class RecommenderService:
         return (row, True) if row is not None else (COLD_START_USER, False)
 
     def batch(self, queries: list[tuple[int | None, Turns]], labels: list[int] | None = None,
-              contexts: list[tuple[list[int], list[int]]] | None = None) -> RecBatch:
-        """``contexts``: the queries' :meth:`link` results when the caller already has them."""
+              contexts: list[tuple[list[int], list[int]]] | None = None,
+              histories: list[History] | None = None) -> RecBatch:
+        """``contexts``: the queries' :meth:`link` results when the caller already has them;
+        ``histories``: each query's user history (none: empty)."""
         m = self.cfg.recommender.max_context_entities
         ctxs = contexts if contexts is not None else [self.link(turns) for _, turns in queries]
         width = max([min(len(c), m) for c, _ in ctxs] + [1])
@@ -180,24 +195,31 @@ class RecommenderService:
             context=context, context_turns=ctx_turns, context_mask=mask,
             current_turn=torch.tensor([len(turns) for _, turns in queries], dtype=torch.long),
             label_in_context=torch.zeros(len(queries), dtype=torch.bool),
+            **_history_tensors(histories or [EMPTY] * len(queries)),
         )
 
     # -- serving ----------------------------------------------------------------------------------
     @torch.no_grad()
     def recommend(self, queries: list[Query], adapted: dict[int, Params] | None = None,
-                  states: list[DialogueState] | None = None) -> list[Recommendation]:
+                  states: list[DialogueState] | None = None,
+                  records: dict[int, Record] | None = None) -> list[Recommendation]:
         """One forward pass for the queries that use the global parameters, one per adapted user.
 
         ``adapted``: user id → adapted parameters held elsewhere (the Serve app keeps them in a
         shared store so every replica sees them); by default this service's own LRU cache.
         ``states``: the queries' :meth:`dialogue_state` when the caller linked them already (the
-        Serve replica links while it looks the users up in the store).
+        Serve replica links while it looks the users up in the store). ``records``: user id → history
+        record held elsewhere (the Serve store); by default this service's own.
         """
         if states is None:
             states = [self.dialogue_state(q.turns) for q in queries]
         if adapted is None:
             adapted = {q.user_id: self._adapted_params(q.user_id) for q in queries
                        if (self.version, q.user_id) in self._adapted}
+        if records is None:
+            records = self._records
+        max_h = self.cfg.recommender.max_history_entities
+        histories = [history_of(records.get(q.user_id), max_h) if self.reads_history else EMPTY for q in queries]
         out: list[Recommendation | None] = [None] * len(queries)
         groups: dict[int | None, list[int]] = {}
         for i, q in enumerate(queries):
@@ -205,7 +227,8 @@ class RecommenderService:
         for user, idx in groups.items():
             group_states = [states[i] for i in idx]  # linked once, for input and output
             contexts = [(st.entities, st.turns) for st in group_states]
-            batch = self.batch([(queries[i].user_id, queries[i].turns) for i in idx], contexts=contexts)
+            batch = self.batch([(queries[i].user_id, queries[i].turns) for i in idx], contexts=contexts,
+                               histories=[histories[i] for i in idx])
             params = adapted[user] if user is not None else None
             # One encoder pass gives the ranking and p_u. Baselines (popularity, repeat_context) have no
             # user intention p_u and no γ: (B, 0) and None.
@@ -239,7 +262,8 @@ class RecommenderService:
                 names = {it: self.item_name(it) for it in ranked} if q.ranked_names else {}
                 out[i] = Recommendation(items, [(e, self.entity_names[e], *spans[e]) for e in ents],
                                         self._row(q.user_id)[1], user is not None, p_u[j], ranked,
-                                        mentioned, attention, group_states[j].rejected, self.version, names)
+                                        mentioned, attention, group_states[j].rejected, self.version, names,
+                                        len(histories[i]))
         return out  # type: ignore[return-value]
 
     def item_name(self, item: int) -> str:
@@ -278,8 +302,10 @@ class RecommenderService:
         return {k: v.detach() for k, v in params.items()}, len(support.labels)
 
     def adapt(self, user_id: int, conversations: list[Turns]) -> int:
-        """:meth:`adaptation` kept in this service's LRU cache; returns the number of samples."""
+        """:meth:`adaptation` kept in this service's LRU cache, the conversations remembered as the
+        user's history; returns the number of samples."""
         params, n = self.adaptation(user_id, conversations)
+        self.remember(user_id, conversations)
         key = (self.version, user_id)
         self._adapted[key] = params
         self._adapted.move_to_end(key)
@@ -287,9 +313,53 @@ class RecommenderService:
             self._adapted.popitem(last=False)
         return n
 
+    # -- what the service remembers of a user ----------------------------------------------------------
+    def history_entries(self, conversation: Turns) -> list[HistoryEntry]:
+        """The history entries of one finished conversation (:func:`ccrs.data.history.conversation_entries`
+        over the linked turns; a movie the seeker turned down is recorded as disliked)."""
+        state = self.dialogue_state(conversation)
+        rejected = {int(self.kg.item_entity_ids[i]) for i in state.rejected}
+        turns = [(role, [m.entity_id for m in self.linker.link(text)]) for role, text in conversation]
+        return conversation_entries(turns, dict.fromkeys(rejected, 0))
+
+    def remembered(self, record: Record | None, conversations: list[Turns]) -> Record | None:
+        """``record`` with ``conversations`` appended (bounded by :attr:`history_limits`)."""
+        for conv in conversations:
+            record = append_conversation(record, self.history_entries(conv), self.history_limits)
+        return record
+
+    def remember(self, user_id: int, conversations: list[Turns]) -> Record | None:
+        """Keep ``conversations`` in this service's own history of ``user_id`` (Serve: the store's)."""
+        record = self.remembered(self._records.get(user_id), conversations)
+        if record is not None:
+            self._records[user_id] = record
+        return record
+
+    def forget(self, user_id: int) -> bool:
+        """Drop what this service holds of ``user_id`` (history and adaptations); whether it held any."""
+        keys = [k for k in self._adapted if k[1] == user_id]
+        for k in keys:
+            del self._adapted[k]
+        return self._records.pop(user_id, None) is not None or bool(keys)
+
     @property
     def cache_len(self) -> int:
         return len(self._adapted)
+
+
+def _history_tensors(histories: list[History]) -> dict[str, Tensor]:
+    """The history fields of a :class:`RecBatch` for one history per query (0-padded)."""
+    width = max([len(h) for h in histories] + [0])
+    out = {name: torch.zeros(len(histories), width, dtype=torch.long)
+           for name in ("history", "history_age", "history_flag", "history_count")}
+    mask = torch.zeros(len(histories), width, dtype=torch.bool)
+    for b, h in enumerate(histories):
+        n = len(h)
+        for name, values in (("history", h.entities), ("history_age", h.age), ("history_flag", h.flag),
+                             ("history_count", h.count)):
+            out[name][b, :n] = torch.tensor(values, dtype=torch.long)
+        mask[b, :n] = True
+    return {**out, "history_mask": mask}
 
 
 class _Method(torch.nn.Module):

@@ -64,6 +64,7 @@ class RecommendResponse(_Strict):
     attention: dict[str, float] | None = None
     rejected: list[int] = []  # item ids the seeker turned down in this dialogue: never proposed again
     checkpoint_versions: dict[str, str] = {}  # {"recommender": ...} that answered (rolling updates)
+    history_entities: int = 0  # entries of the user's remembered history the model read (0: none)
 
 
 class SlotItem(_Strict):
@@ -79,6 +80,31 @@ class RespondResponse(_Strict):
     entities: list[Entity] = []  # what the recommender understood from the dialogue (linked, with spans)
     rejected: list[int] = []  # item ids the seeker turned down: never proposed again
     checkpoint_versions: dict[str, str] = {}  # {"recommender": ..., "generator": ...} that answered
+
+
+class HistoryEntity(_Strict):
+    entity_id: int
+    name: str
+    kind: str  # "movie" | "entity"
+    conversations: int  # remembered conversations that mention it
+    last_seen_conversations_ago: int  # 1 = the latest remembered conversation (capped)
+
+
+class UserHistory(_Strict):
+    conversations: int  # remembered (the newest, at most the store's history_max_conversations)
+    updated: float  # seconds since the epoch of the last change
+    entities: list[HistoryEntity]  # most recent first
+
+
+class UserResponse(_Strict):
+    user_id: int
+    history: UserHistory | None  # None: adapted, but no conversation remembered
+    adapted_versions: list[str]  # checkpoint versions holding an adaptation of this user
+
+
+class ForgetResponse(_Strict):
+    user_id: int
+    forgotten: int  # keys removed (the history and each adaptation), memory and archive
 
 
 class AdaptResponse(_Strict):
