@@ -132,3 +132,40 @@ def test_a_parameter_free_baseline_serves_rankings_but_cannot_adapt(synth_prepar
     assert len(rec.items) == 5
     with pytest.raises(NotAdaptable, match="popularity"):
         pop.adapt(1, [[("seeker", "hi"), ("recommender", f"try {b}")]])
+
+
+def test_a_history_model_reads_what_the_service_remembers_and_forgets_it(synth_prepared, tmp_path):
+    """Ray-free: remembered conversations become the history a history model reads; a model without
+    history ignores them; forget drops them."""
+    from ccrs.checkpoint import save_checkpoint
+    from ccrs.config import load_config
+    from ccrs.data.rec_examples import KnowledgeGraph
+    from ccrs.models.factory import build_recommender
+    from ccrs.serving.user_history import history_of
+    from ccrs.train.rec_trainer import checkpoint_payload
+
+    kg = KnowledgeGraph.from_dataset(PreparedDataset.open(synth_prepared))
+    cfg = load_config(None, ["recommender.entity_dim=16", "recommender.user_dim=16", "recommender.n_heads=2",
+                             "recommender.history_items=true"])
+    model = build_recommender(cfg.recommender, kg, 0)
+    with torch.no_grad():
+        model.history_encoder.item_out.bias.fill_(100.0)  # every remembered movie goes to the top
+    save_checkpoint(str(tmp_path / "h.pt"), checkpoint_payload(model, cfg, {}))
+    svc = RecommenderService.load(str(tmp_path / "h.pt"), synth_prepared)
+    a, b, c = _movie_names(synth_prepared)
+    conv = [("seeker", f"I loved {a}"), ("recommender", f"then {b}"), ("seeker", f"no thanks, seen it")]
+    turns = [("seeker", "anything for tonight?")]
+    (before,) = svc.recommend([Query(user_id=5, turns=turns, k=3)])
+    record = svc.remember(5, [conv])
+    hist = history_of(record)
+    liked = dict(zip(hist.entities, [f % 3 for f in hist.flag], strict=True))
+    rejected_entity = [e for e in hist.entities if svc.entity_to_item[e] >= 0 and liked[e] == 0]
+    assert len(rejected_entity) == 1  # b was turned down: remembered as disliked
+    (after,) = svc.recommend([Query(user_id=5, turns=turns, k=3)])
+    remembered_items = {int(svc.entity_to_item[e]) for e in hist.entities if svc.entity_to_item[e] >= 0}
+    assert {i for i, _, _ in after.items[:2]} == remembered_items and after.history_entities == len(hist)
+    (other,) = svc.recommend([Query(user_id=6, turns=turns, k=3)])
+    assert other.items == before.items and other.history_entities == 0
+    assert svc.forget(5) and not svc.forget(5)
+    (forgotten,) = svc.recommend([Query(user_id=5, turns=turns, k=3)])
+    assert forgotten.items == before.items
