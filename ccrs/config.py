@@ -142,6 +142,8 @@ class RecommenderConfig:
 
     def __post_init__(self) -> None:
         _one_of("recommender.variant", self.variant, REC_VARIANTS)
+        if self.history_user and self.variant == "kbrd":
+            raise ConfigError("recommender.history_user: kbrd has no user term (Eq. 2) to read the history into")
         if self.max_history_entities < 0:
             raise ConfigError(f"recommender.max_history_entities must be >= 0 (0 = all), got {self.max_history_entities}")
         _one_of("recommender.turn_mode", self.turn_mode, ("recency", "absolute"))

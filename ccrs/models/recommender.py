@@ -322,6 +322,6 @@ def _history_groups(rows: Tensor, batch: RecBatch) -> Tensor:
     """Group ids (B,): samples share one only when they read the same user row and the same history
     (with ``history_user`` the encoder's user vector depends on both)."""
     batch = batch.with_empty_history()
-    key = torch.cat([rows.unsqueeze(1), batch.history * batch.history_mask, batch.history_flag * batch.history_mask,
-                     batch.history_age * batch.history_mask], dim=1)
+    key = torch.cat([rows.unsqueeze(1), *(f * batch.history_mask for f in (
+        batch.history, batch.history_flag, batch.history_age, batch.history_count))], dim=1)
     return torch.unique(key, dim=0, return_inverse=True)[1]

@@ -121,3 +121,21 @@ def test_history_popularity_ranks_the_history_first_newest_first(data):
         assert set(top.tolist()) == set(items.tolist())
         ranked_age = [int(age[items.tolist().index(i)]) for i in top.tolist()]
         assert ranked_age == sorted(ranked_age)
+
+
+def test_shared_neighbourhoods_with_a_history_user_equal_the_per_sample_path(data):
+    """With ``history_user`` two samples of one user share encoder nodes only when their histories agree."""
+    kg, parts, users, batch = data
+    shared = _model(kg, users, parts, history_user=True)
+    for p in shared.history_encoder.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    per_sample = _model(kg, users, parts, history_user=True, share_user_neighbourhoods=False)
+    per_sample.load_state_dict(shared.state_dict())
+    assert torch.allclose(shared.eval()(batch), per_sample.eval()(batch), atol=1e-5)
+
+
+def test_kbrd_has_no_user_term_to_read_a_history_into():
+    from ccrs.config import ConfigError
+
+    with pytest.raises(ConfigError, match="history_user"):
+        RecommenderConfig(variant="kbrd", history_user=True)
