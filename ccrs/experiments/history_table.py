@@ -35,7 +35,7 @@ SAW = {
     "kbrd_history": "the current conversation + the earlier conversations as extra mentions",
     "ccrs": "the current conversation + the user's id row",
     "ccrs_meta": "the current conversation + an inner step on the support conversations",
-    "ccrs_history": "the current conversation + the earlier conversations (history reads, Eqs. H2-H4)",
+    "ccrs_history": "the current conversation + the earlier conversations (copy term, Eq. H4)",
     "ccrs_history_meta": "as ccrs_history + an inner step on the support conversations",
     "ccrs_history_meta_beta0": "as ccrs_history_meta without the inner step",
 }
@@ -60,13 +60,34 @@ def reuse(source: str, rows: list[str], directory: str, folds: set[int]) -> dict
     return out
 
 
+def export_runs(runs: str, rows: list[str], directory: str) -> dict[str, list[int]]:
+    """Write ``<directory>/<row>.parquet`` from the finished ``ccrs eval rec`` runs
+    ``<runs>/user/<row>/fold<f>/`` (every fold that has a ``result.json``); returns row → folds."""
+    from ccrs.experiments.audit_predictions import export
+    from ccrs.experiments.rec_table import load_predictions
+
+    root, out = storage.resolve(runs), {}
+    per_row = {}
+    for row in rows:
+        folds = sorted(int(d[len("fold"):]) for d in {p.split("/")[0] for p in storage.list_files(root.child("user", row))}
+                       if d.startswith("fold") and storage.exists(root.child("user", row, d, "result.json")))
+        if not folds:
+            raise FileNotFoundError(f"{root.child('user', row).uri}: no finished run")
+        per_row[row] = {f: load_predictions(root.child("user", row, f"fold{f}").uri, "test") for f in folds}
+        out[row] = folds
+    export(per_row, directory)
+    return out
+
+
 def build(directory: str, reused: dict[str, str], n_resamples: int, command: str) -> dict:
     tables = load(directory)
+    folds = set.intersection(*({f for f in t.column("fold").to_pylist()} for t in tables.values()))
+    tables = {r: t.filter(pc.is_in(t.column("fold"), value_set=pa.array(sorted(folds)))) for r, t in tables.items()}
     rows = sorted(tables, key=lambda r: (ORDER.index(r) if r in ORDER else len(ORDER), r))
     tables = {r: tables[r] for r in rows}
     pairs = [(a, b) for a, b in COMPARE if a in tables and b in tables]
     report = recompute(tables, pairs, n_resamples)
-    folds = sorted({f for t in tables.values() for f in t.column("fold").to_pylist()})
+    folds = sorted(folds)
     users = {r: len(set(t.column("user_id").to_pylist())) for r, t in tables.items()}
     base = report["metrics"].get("kbrd")
     gains = {}
@@ -110,13 +131,18 @@ def format_markdown(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("directory", help="folder of <row>.parquet files (audit format)")
+    ap.add_argument("--runs", action="append", default=[], metavar="RUNS:ROW[,ROW]",
+                    help="export these rows' test predictions from finished `ccrs eval rec` runs first")
     ap.add_argument("--reuse", action="append", default=[], metavar="DIR:ROW[,ROW]",
                     help="copy these rows of an earlier table's folder first")
     ap.add_argument("--save", required=True, help="write <SAVE>.json and <SAVE>.md")
     ap.add_argument("--resamples", type=int, default=10_000)
     args = ap.parse_args(argv)
+    for item in args.runs:
+        runs, _, rows = item.rpartition(":")
+        export_runs(runs, [x for x in rows.split(",") if x], args.directory)
     tables = load(args.directory)
-    folds = {f for t in tables.values() for f in t.column("fold").to_pylist()}
+    folds = set.intersection(*({f for f in t.column("fold").to_pylist()} for t in tables.values()))
     reused: dict[str, str] = {}
     for item in args.reuse:
         source, _, rows = item.rpartition(":")
