@@ -153,7 +153,7 @@ def test_a_history_model_reads_what_the_service_remembers_and_forgets_it(synth_p
     save_checkpoint(str(tmp_path / "h.pt"), checkpoint_payload(model, cfg, {}))
     svc = RecommenderService.load(str(tmp_path / "h.pt"), synth_prepared)
     a, b, c = _movie_names(synth_prepared)
-    conv = [("seeker", f"I loved {a}"), ("recommender", f"then {b}"), ("seeker", f"no thanks, seen it")]
+    conv = [("seeker", f"I loved {a}"), ("recommender", f"then {b}"), ("seeker", "no thanks, seen it")]
     turns = [("seeker", "anything for tonight?")]
     (before,) = svc.recommend([Query(user_id=5, turns=turns, k=3)])
     record = svc.remember(5, [conv])
