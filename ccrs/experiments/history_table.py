@@ -56,7 +56,7 @@ def reuse(source: str, rows: list[str], directory: str, folds: set[int]) -> dict
         table = storage.read_parquet(src.child(f"{row}.parquet"))
         table = table.filter(pc.is_in(table.column("fold"), value_set=pa.array(sorted(folds))))
         storage.write_bytes(dst.child(f"{row}.parquet"), storage.table_to_parquet_bytes(table))
-        out[row] = src.child(f"{row}.parquet").uri
+        out[row] = f"{source.rstrip('/')}/{row}.parquet"  # as given (a relative path stays relative)
     return out
 
 
