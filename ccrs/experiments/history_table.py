@@ -43,7 +43,7 @@ ORDER = list(SAW)
 #: The pairs the issue asks about (those whose rows are present are tested).
 COMPARE = [("ccrs_history_meta", "kbrd"), ("ccrs_history_meta", "kbrd_history"), ("ccrs_history", "kbrd"),
            ("ccrs_history_meta", "ccrs_history_meta_beta0"), ("ccrs_history_meta", "ccrs_history"),
-           ("ccrs_history", "ccrs"), ("ccrs_history_meta", "ccrs_meta"), ("kbrd_history", "kbrd"),
+           ("ccrs_history", "kbrd_history"), ("ccrs_history", "ccrs"), ("ccrs_history_meta", "ccrs_meta"), ("kbrd_history", "kbrd"),
            ("history_popularity", "popularity")]
 COLUMNS = ("hit@1", "hit@10", "hit@50", "mrr@10", "ndcg@10", "ndcg@50")
 
@@ -101,7 +101,8 @@ def build(directory: str, reused: dict[str, str], n_resamples: int, command: str
 
 
 def format_markdown(r: dict) -> str:
-    lines = [f"# {r['title']}", "", "Regenerate with:", "", "```", r["command"], "```", "",
+    trained = ["The `--runs` were trained with:", "", "```", r["runs_command"], "```", ""] if r.get("runs_command") else []
+    lines = [f"# {r['title']}", "", *trained, "Regenerate with:", "", "```", r["command"], "```", "",
              f"Folds {r['folds'][0]}–{r['folds'][-1]} ({len(r['folds'])}); samples pooled over the folds; every row "
              "is scored on the same test samples. Gain = relative to kbrd.", ""]
     for variant in ("all", "dedup"):
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="copy these rows of an earlier table's folder first")
     ap.add_argument("--save", required=True, help="write <SAVE>.json and <SAVE>.md")
     ap.add_argument("--resamples", type=int, default=10_000)
+    ap.add_argument("--runs-command", default="", help="the command that trained the --runs (quoted in the report)")
     args = ap.parse_args(argv)
     for item in args.runs:
         runs, _, rows = item.rpartition(":")
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         reused |= reuse(source, [x for x in rows.split(",") if x], args.directory, folds)
     command = "python -m ccrs.experiments.history_table " + shlex.join(sys.argv[1:] if argv is None else argv)
     report = build(args.directory, reused, args.resamples, command)
+    report["runs_command"] = args.runs_command
     storage.write_bytes(storage.resolve(args.save + ".json"), json.dumps(report, indent=2).encode())
     storage.write_bytes(storage.resolve(args.save + ".md"), format_markdown(report).encode())
     print(format_markdown(report))
