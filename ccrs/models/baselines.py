@@ -43,43 +43,44 @@ class PopularityRecommender(nn.Module):
         return self.popularity().expand(batch.labels.numel(), -1).clone()
 
 
-class RepeatContextRecommender(PopularityRecommender):
+class _ListedFirstRecommender(PopularityRecommender):
+    """Popularity, with the movies a batch lists (context or history) ranked above every other one."""
+
     def __init__(self, num_items: int, entity_to_item: Tensor) -> None:
         super().__init__(num_items)
         self.register_buffer("entity_to_item", entity_to_item, persistent=False)
 
-    def forward(self, batch: RecBatch) -> Tensor:
+    def normalised_popularity(self, batch_size: int) -> Tensor:
         pop = self.popularity()
-        scores = (pop / (pop.max() + 1.0)).expand(batch.labels.numel(), -1).clone()  # in [0, 1)
+        return (pop / (pop.max() + 1.0)).expand(batch_size, -1).clone()  # (B, n_items) in [0, 1)
+
+    @staticmethod
+    def listed_first(scores: Tensor, items: Tensor, keep: Tensor, key: Tensor) -> Tensor:
+        """``scores`` with each kept listed item (``items`` (B, m), item index or -1) replaced by its
+        largest ``key`` (every key > 1, so above every unlisted item)."""
+        best = torch.zeros_like(scores).scatter_reduce(
+            1, items.clamp(min=0), torch.where(keep, key, torch.zeros_like(key)), reduce="amax")
+        return torch.where(best > 0, best, scores)
+
+
+class RepeatContextRecommender(_ListedFirstRecommender):
+    def forward(self, batch: RecBatch) -> Tensor:
+        scores = self.normalised_popularity(batch.labels.numel())
         items = self.entity_to_item[batch.context]  # (B, m), -1 for non-items
-        keep = batch.context_mask & (items >= 0)
-        # Recency key: later turn first, then later position in the (first-mention-ordered) list.
+        # Recency key: later turn first, then later position in the (first-mention-ordered) list;
+        # an item mentioned several times keeps its most recent mention.
         m = batch.context.size(1)
         pos = torch.arange(m, device=scores.device).expand_as(items)
         recency = batch.context_turns * (m + 1) + pos + 1  # > 0, larger = more recent
-        bonus = 1.0 + recency.to(scores.dtype)  # every mentioned item above every unmentioned one
-        # An item mentioned several times keeps its most recent mention (amax); non-items add 0.
-        best = torch.zeros_like(scores).scatter_reduce(
-            1, items.clamp(min=0), torch.where(keep, bonus, torch.zeros_like(bonus)), reduce="amax"
-        )
-        return torch.where(best > 0, best, scores)
+        return self.listed_first(scores, items, batch.context_mask & (items >= 0), 1.0 + recency.to(scores.dtype))
 
 
-class HistoryPopularityRecommender(PopularityRecommender):
-    def __init__(self, num_items: int, entity_to_item: Tensor) -> None:
-        super().__init__(num_items)
-        self.register_buffer("entity_to_item", entity_to_item, persistent=False)
-
+class HistoryPopularityRecommender(_ListedFirstRecommender):
     def forward(self, batch: RecBatch) -> Tensor:
         batch = batch.with_empty_history()
-        pop = self.popularity()
-        scores = (pop / (pop.max() + 1.0)).expand(batch.labels.numel(), -1).clone()  # in [0, 1)
+        scores = self.normalised_popularity(batch.labels.numel())
         items = self.entity_to_item[batch.history]  # (B, h), -1 for non-items
-        keep = batch.history_mask & (items >= 0)
-        idx = items.clamp(min=0)
-        # newer first, then more conversations, then popularity (< 1): every history movie above the rest
+        # newer first, then more conversations, then popularity (< 1)
         key = 1.0 + ((MAX_AGE - batch.history_age) * (MAX_COUNT + 1) + batch.history_count).to(scores.dtype)
-        key = key + torch.gather(scores, 1, idx)
-        best = torch.zeros_like(scores).scatter_reduce(1, idx, torch.where(keep, key, torch.zeros_like(key)),
-                                                       reduce="amax")
-        return torch.where(best > 0, best, scores)
+        key = key + torch.gather(scores, 1, items.clamp(min=0))
+        return self.listed_first(scores, items, batch.history_mask & (items >= 0), key)
