@@ -7,19 +7,12 @@ import torch
 
 from ccrs.data.history import HistoryEntry
 from ccrs.serving.user_history import history_of
-from serve.deployments import HISTORY, AdaptationStore
-
-Store = AdaptationStore.func_or_class
+from serve.deployments import HISTORY
+from tests.serve.test_adaptation_store import _started
 
 
 def _conv(*entities: int) -> list[HistoryEntry]:
     return [HistoryEntry(e, 0, 2) for e in entities]
-
-
-async def _started(config: dict) -> Store:
-    store = Store()
-    await store.reconfigure(config)
-    return store
 
 
 def test_a_restarted_store_keeps_every_history_and_forgetting_removes_the_archive(tmp_path):
