@@ -166,8 +166,17 @@ def _cmd_train_gen(args: argparse.Namespace) -> int:
 
 def _cmd_eval_rec(args: argparse.Namespace) -> int:
     from ccrs.experiments.rec_table import aggregate as aggregate_runs
-    from ccrs.experiments.rec_table import format_markdown, run_grid, run_specs, write_report
+    from ccrs.experiments.rec_table import (
+        format_markdown,
+        merge_reports,
+        read_report,
+        run_grid,
+        run_specs,
+        write_report,
+    )
 
+    if args.merge and not args.save:
+        raise ConfigError("--merge needs --save (the table to merge into)")
     cfg = load_config(args.config, args.overrides)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in models:
@@ -199,6 +208,8 @@ def _cmd_eval_rec(args: argparse.Namespace) -> int:
     report["runs"] = {f"{s.split}/{s.model}/{s.key}": {k: v for k, v in r.items() if k != "history"}
                       for s, r in results.items()}
     print(format_markdown(report))
+    if args.merge:
+        report = merge_reports(read_report(args.save), report)
     if args.save:
         write_report(report, args.save)
         print(f"saved {args.save}.json and {args.save}.md", file=sys.stderr)
@@ -249,7 +260,7 @@ def _cmd_eval_interactive(args: argparse.Namespace) -> int:
     from ccrs.experiments.interactive_table import format_run_markdown, write_run
 
     cfg = InteractiveConfig(args.endpoint, args.rounds, args.k, args.adapt, args.concurrency, args.timeout_s,
-                            args.session_timeout_s, args.seed, args.max_conversations, args.max_turns)
+                            args.session_timeout_s, args.seed, args.max_conversations, args.max_turns, args.history)
     ds = PreparedDataset.open(args.prepared)
     sim = simulator_for(ds, args.seed)
     sessions, support, counts = build_sessions(ds, args.fold, sim, args.split, args.part, args.max_sessions or None)
@@ -386,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resamples", type=int, default=10_000, help="sign-flip permutations per test")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (threads split between them)")
     p.add_argument("--save", help="write <SAVE>.json and <SAVE>.md")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the splits of an existing <SAVE>.json that this command did not run (e.g. add the "
+                        "standard split to a 10-fold user-split table without retraining it)")
     p.add_argument("--command-line", help=argparse.SUPPRESS)
     p.add_argument("-q", "--quiet", action="store_true")
     _add_config_args(p)
@@ -412,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--adapt", action="store_true", help="send each user's support conversations to /v1/users/{id}/adapt first")
+    p.add_argument("--history", action="store_true",
+                   help="send each user's support conversations to /v1/users/{id}/history first (a returning user)")
     p.add_argument("--concurrency", type=int, default=4, help="sessions at once")
     p.add_argument("--timeout-s", type=float, default=30.0, help="per HTTP call")
     p.add_argument("--session-timeout-s", type=float, default=300.0)

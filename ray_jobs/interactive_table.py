@@ -1,21 +1,25 @@
 """Interactive evaluation table: every recommender checkpoint served on Ray Serve, the same simulated
 sessions against each over HTTP, with and without per-user adaptation, folds pooled.
 
-    python -m ray_jobs.interactive_table --prepared runs/real/prepared --folds 0-2 \\
-        --ckpt 'popularity=runs/real/rec_plain/user/popularity/fold{fold}/best.pt' \\
-        --ckpt 'kbrd=runs/real/rec_plain/user/kbrd/fold{fold}/best.pt' \\
-        --ckpt 'ccrs=runs/real/rec_plain/user/ccrs/fold{fold}/best.pt' \\
-        --ckpt 'ccrs_meta=runs/real/rec_meta/ccrs-fold{fold}/eval/best.pt' \\
-        --adapt-rows kbrd,ccrs,ccrs_meta --rounds 5 --k 10 --save results/interactive
+    python -m ray_jobs.interactive_table --prepared runs/real/prepared --folds 0-2 --history \\
+        --ckpt 'kbrd=runs/real/rec_hist/user/kbrd/fold{fold}/best.pt' \\
+        --ckpt 'kbrd_history=runs/real/rec_hist/user/kbrd_history/fold{fold}/best.pt' \\
+        --ckpt 'ccrs=runs/real/rec_hist/user/ccrs/fold{fold}/best.pt' \\
+        --ckpt 'ccrs_history=runs/real/rec_hist/user/ccrs_history/fold{fold}/best.pt' \\
+        --ckpt 'ccrs_history_meta=runs/real/rec_hist_meta/ccrs_history-fold{fold}/eval/best.pt' \\
+        --adapt-rows ccrs,ccrs_history_meta --rounds 5 --k 10 --save results/interactive
 
 For each fold and checkpoint the app (``serve.app:build_app``, recommender only) is deployed on a
-local Ray (or ``RAY_ADDRESS``), the fold's test users' sessions are played over HTTP
-(:mod:`ccrs.eval.interactive`) — first without adaptation (row ``<name>``), then, for
-``--adapt-rows``, after sending each user's support conversations to ``/v1/users/{id}/adapt`` (row
-``<name>+adapt``). Session records go to ``<save>_sessions/<row>_fold<F>.jsonl.gz`` and a finished
-(row, fold) is skipped on rerun (resume). The report pools the folds: success@round, rounds to
-success, target recall, clue understanding, latency, HTTP errors, user-level paired tests
-(``<save>.json``/``.md``) and success against round (``<save>.png``).
+local Ray (or ``RAY_ADDRESS``) and the fold's test users' sessions are played over HTTP
+(:mod:`ccrs.eval.interactive`). Every row starts from users the service does not know (each is
+forgotten through ``DELETE /v1/users/{id}``); with ``--history`` each user then returns: their
+support conversations go to ``/v1/users/{id}/history`` (row ``<name>``; a model that reads no
+history ignores them). For ``--adapt-rows`` they go to ``/v1/users/{id}/adapt`` instead (row
+``<name>+adapt``: adapted, and remembered as history). Session records go to
+``<save>_sessions/<row>_fold<F>.jsonl.gz`` and a finished (row, fold) is skipped on rerun (resume).
+The report pools the folds: success@round, rounds to success, target recall, clue understanding,
+latency, HTTP errors, user-level paired tests (``--compare``; ``<save>.json``/``.md``) and success
+against round (``<save>.png``).
 """
 
 from __future__ import annotations
@@ -77,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", default="0-2")
     ap.add_argument("--ckpt", action="append", required=True, help="NAME=PATH with {fold}, repeatable, in row order")
     ap.add_argument("--adapt-rows", default="", help="rows also run with adaptation (comma-separated names)")
+    ap.add_argument("--history", action="store_true",
+                    help="returning users: support conversations sent to /v1/users/{id}/history before the sessions")
+    ap.add_argument("--compare", default="", help="paired tests A:B[,C:D] (default: each +adapt row against its "
+                                                   "row, and the last ccrs row against every other)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--concurrency", type=int, default=4)
@@ -115,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
                 modes = [False] + ([True] if name in adapt_rows else [])
                 todo = [m for m in modes if not (sessions_dir / f"{name}{'+adapt' if m else ''}_fold{f}.jsonl.gz").exists()]
                 url = deploy(tpl.format(fold=f), args.prepared, args.port) if todo else None
-                for adapt in modes:  # without adaptation first: an adapted user stays adapted in the store
+                for adapt in modes:  # every run forgets its users first: the order does not matter
                     row = f"{name}+adapt" if adapt else name
                     path = sessions_dir / f"{row}_fold{f}.jsonl.gz"
                     if not path.exists():
-                        cfg = InteractiveConfig(url, args.rounds, args.k, adapt, args.concurrency)
+                        cfg = InteractiveConfig(url, args.rounds, args.k, adapt, args.concurrency, history=args.history)
                         run = run_interactive(cfg, sessions, support, sim, progress=not args.quiet)
                         write_records(run.records, path)
                         info = {"http_calls": run.http_calls, "http_errors": run.http_errors,
@@ -131,12 +139,18 @@ def main(argv: list[str] | None = None) -> int:
                     rows.setdefault(row, {})[f] = read_records(path)
     finally:
         serve.shutdown()
-    comparisons = [(f"{r}+adapt", r) for r in adapt_rows]
     names = list(rows)
-    best = next((n for n in reversed(names) if n.startswith("ccrs")), None)
-    for other in names:
-        if best and other != best and (best, other) not in comparisons and not other.startswith(best.split("+")[0]):
-            comparisons.append((best, other))
+    if args.compare:
+        comparisons = [tuple(pair.split(":", 1)) for pair in args.compare.split(",") if pair]
+        unknown = {n for pair in comparisons for n in pair} - set(names)
+        if unknown:
+            raise SystemExit(f"--compare names rows that were not run: {', '.join(sorted(unknown))}")
+    else:
+        comparisons = [(f"{r}+adapt", r) for r in adapt_rows]
+        best = next((n for n in reversed(names) if n.startswith("ccrs")), None)
+        for other in names:
+            if best and other != best and (best, other) not in comparisons and not other.startswith(best.split("+")[0]):
+                comparisons.append((best, other))
     report = build_table(rows, args.rounds, comparisons)
     report.update(command=command, folds=folds, counts=runs_info, k=args.k)
     http = {"calls": 0, "errors": 0}
@@ -159,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(c['conversations'] for c in runs_info.values())} query conversations (the rest have no "
           f"suggested-and-liked target); {args.rounds} rounds, top-{args.k}; S@r = share of sessions with a "
           f"target in the top-{args.k} by round r. HTTP calls {http['calls']}, **HTTP errors {http['errors']}**.",
+          "", ("Returning users: before its sessions, every user's support conversations (their earlier "
+               "conversations) were sent to `/v1/users/{id}/history` (rows without `+adapt`; a model that reads "
+               "no history ignores them) or to `/v1/users/{id}/adapt` (`+adapt` rows: adapted and remembered)."
+               if args.history else "Unknown users: no history sent (`+adapt` rows: support conversations sent "
+               "to `/v1/users/{id}/adapt`, which adapts and remembers them)."),
           "", format_table_markdown(report),
           "Latency per session: `ms / session` sums the recommend calls; adapting a user costs "
           + (", ".join(f"{r} {v:.0f} ms" for r, v in report["adapt_ms_mean"].items()) or "nothing here")

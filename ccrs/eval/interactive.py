@@ -5,8 +5,12 @@
                           sessions, support, simulator)
     summary = summarize(run.records, rounds=5)
 
-Each session: (with ``adapt``) the user's support conversations go to ``POST /v1/users/{id}/adapt``
-once per user, before any of that user's sessions; then each round the dialogue so far goes to
+Each run starts from users the service does not know: every session user is forgotten first
+(``DELETE /v1/users/{id}``; 404 for a user it never held). Then, once per user and before any of that
+user's sessions, the user's support conversations (their earlier conversations) are sent — to
+``POST /v1/users/{id}/adapt`` with ``adapt`` (which also remembers them as the user's history), else
+to ``POST /v1/users/{id}/history`` with ``history`` (remembered, no adaptation): the user returns.
+Each round the dialogue so far goes to
 ``POST /v1/recommend`` (``k`` items, the user's id) and the session succeeds at the first round whose
 top-k holds a target. Sessions run on ``concurrency`` threads, each bounded by ``session_timeout_s``;
 every HTTP call has ``timeout_s``. A failed call (connection error, timeout, non-2xx) is counted and
@@ -40,13 +44,14 @@ class InteractiveConfig:
     endpoint: str
     rounds: int = 5
     k: int = 10
-    adapt: bool = False
+    adapt: bool = False  # support conversations to /adapt (adapted and remembered)
     concurrency: int = 4
     timeout_s: float = 30.0  # one HTTP call
     session_timeout_s: float = 300.0  # one session, all rounds
     seed: int = 0
     max_conversations: int = 50  # per adaptation request (``ServeLimits.max_conversations``)
     max_turns: int = 50  # the dialogue's last N turns are sent (the app's limit, ``ServeLimits.max_turns``)
+    history: bool = False  # support conversations to /history (remembered only); ``adapt`` implies it
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or self.k < 1 or self.concurrency < 1:
@@ -61,10 +66,10 @@ class HttpError(RuntimeError):
         self.path, self.status = path, status
 
 
-def post_json(endpoint: str, path: str, body: dict, timeout_s: float) -> tuple[dict, float]:
-    """POST ``body`` as JSON; returns (answer, milliseconds). Raises :class:`HttpError` on any failure."""
+def post_json(endpoint: str, path: str, body: dict | None, timeout_s: float, method: str = "POST") -> tuple[dict, float]:
+    """``method`` ``body`` as JSON; returns (answer, milliseconds). Raises :class:`HttpError` on any failure."""
     url = endpoint.rstrip("/") + path
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(), method=method,
                                  headers={"Content-Type": "application/json"})
     t0 = time.perf_counter()
     try:
@@ -152,12 +157,14 @@ def run_interactive(cfg: InteractiveConfig, sessions: list[Session], support: di
     lock = threading.Lock()
     t0 = time.perf_counter()
 
-    def call(path: str, body: dict) -> tuple[dict, float]:
+    def call(path: str, body: dict | None, method: str = "POST", expected: tuple[int, ...] = ()) -> tuple[dict, float]:
         with lock:
             run.http_calls += 1
         try:
-            return post_json(cfg.endpoint, path, body, cfg.timeout_s)
+            return post_json(cfg.endpoint, path, body, cfg.timeout_s, method)
         except HttpError as exc:
+            if exc.status in expected:
+                return {}, 0.0
             with lock:
                 run.http_errors += 1
                 if len(run.error_messages) < 20:
@@ -165,28 +172,41 @@ def run_interactive(cfg: InteractiveConfig, sessions: list[Session], support: di
             raise
 
     adapted: dict[int, bool] = {}
-    if cfg.adapt:  # once per user, before any session of theirs (one user's adaptations are independent)
-        def adapt(user: int) -> None:
-            convs = [c[: cfg.max_turns] for c in support.get(user, []) if c][: cfg.max_conversations]
-            if not convs:
-                adapted[user] = False
-                return
-            try:
-                _, ms = call(f"/v1/users/{user}/adapt", {"conversations": convs})
-                run.adapt_ms[user] = ms
-                adapted[user] = True
-            except HttpError:
-                adapted[user] = False
+    remembered: dict[int, bool] = {}
 
-        with ThreadPoolExecutor(cfg.concurrency) as pool:
-            list(tqdm(pool.map(adapt, sorted({s.user_id for s in sessions})), total=len({s.user_id for s in sessions}),
-                      desc="adapt users", disable=bar_disabled(progress), leave=False))
+    def prime(user: int) -> None:
+        """Forget the user, then (per the config) hand over their support conversations."""
+        adapted[user] = remembered[user] = False
+        try:
+            call(f"/v1/users/{user}", None, "DELETE", expected=(404,))
+        except HttpError:
+            return
+        convs = [c[: cfg.max_turns] for c in support.get(user, []) if c][: cfg.max_conversations]
+        if not convs or not (cfg.adapt or cfg.history):
+            return
+        body = {"conversations": convs}
+        try:
+            if cfg.adapt:  # 422: no recommendation sample to adapt on; the conversations are still remembered
+                ans, ms = call(f"/v1/users/{user}/adapt", body, expected=(422,))
+                if ans:
+                    run.adapt_ms[user] = ms
+                    adapted[user] = remembered[user] = True
+                    return
+            call(f"/v1/users/{user}/history", body)
+            remembered[user] = True
+        except HttpError:
+            return
+
+    users = sorted({s.user_id for s in sessions})  # once per user, before any session of theirs
+    with ThreadPoolExecutor(cfg.concurrency) as pool:
+        list(tqdm(pool.map(prime, users), total=len(users), desc="prime users", disable=bar_disabled(progress),
+                  leave=False))
 
     def one(s: Session) -> dict:
         s = copy.deepcopy(s)  # the simulator's state (clues left, its rng) is per run: reruns replay exactly
         rec = {"conversation_id": s.conversation_id, "user_id": s.user_id, "targets": s.targets,
-               "adapted": adapted.get(s.user_id, False), "rounds": [], "success_round": None, "error": None,
-               "clues": []}
+               "adapted": adapted.get(s.user_id, False), "remembered": remembered.get(s.user_id, False),
+               "rounds": [], "success_round": None, "error": None, "clues": []}
         dialogue = [{"role": r, "text": x} for r, x in s.opening]
         start = time.perf_counter()
         last_clue = None
@@ -203,7 +223,8 @@ def run_interactive(cfg: InteractiveConfig, sessions: list[Session], support: di
             ranked = [it["item_id"] for it in ans["items"]]
             understood = {e["entity_id"] for e in ans.get("entities", [])}
             rec["rounds"].append({"ranked": ranked, "ms": round(ms, 2), "rejected": len(ans.get("rejected", [])),
-                                  "user_known": ans.get("user_known")})
+                                  "user_known": ans.get("user_known"),
+                                  "history_entities": ans.get("history_entities", 0)})
             if last_clue is not None:
                 rec["clues"][-1]["understood"] = last_clue.entity_id in understood
             if s.succeeded(ranked):

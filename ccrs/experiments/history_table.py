@@ -101,7 +101,11 @@ def build(directory: str, reused: dict[str, str], n_resamples: int, command: str
 
 
 def format_markdown(r: dict) -> str:
-    trained = ["The `--runs` were trained with:", "", "```", r["runs_command"], "```", ""] if r.get("runs_command") else []
+    commands = r.get("runs_command") or []
+    commands = [commands] if isinstance(commands, str) else commands
+    trained = ["The rows' runs were trained with:", ""] if commands else []
+    for c in commands:
+        trained += ["```", c, "```", ""]
     lines = [f"# {r['title']}", "", *trained, "Regenerate with:", "", "```", r["command"], "```", "",
              f"Folds {r['folds'][0]}–{r['folds'][-1]} ({len(r['folds'])}); samples pooled over the folds; every row "
              "is scored on the same test samples. Gain = relative to kbrd.", ""]
@@ -138,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="copy these rows of an earlier table's folder first")
     ap.add_argument("--save", required=True, help="write <SAVE>.json and <SAVE>.md")
     ap.add_argument("--resamples", type=int, default=10_000)
-    ap.add_argument("--runs-command", default="", help="the command that trained the --runs (quoted in the report)")
+    ap.add_argument("--runs-command", action="append", default=[],
+                    help="a command that trained the rows' runs (quoted in the report; repeatable)")
     args = ap.parse_args(argv)
     for item in args.runs:
         runs, _, rows = item.rpartition(":")

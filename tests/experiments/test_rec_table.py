@@ -42,6 +42,21 @@ def test_table_pools_folds_averages_seeds_and_resumes(synth_prepared, tmp_path, 
     valid = json.loads(save.with_suffix(".json").read_text())
     folds = [report["runs"][f"user/kbrd/fold{f}"]["valid"]["all"]["count"] for f in (0, 1)]
     assert valid["part"] == "valid" and valid["table"]["user"]["all"]["kbrd"]["metrics"]["count"] == sum(folds)
+    # --merge: one split rerun (here with fewer models) replaces that split only; the other is kept whole
+    merge = ["eval", "rec", "--prepared", synth_prepared, "--runs", str(runs), "--models", "popularity,kbrd",
+             "--splits", "standard", "--seeds", "0", "--compare", "kbrd:popularity", "--resamples", "200",
+             "--save", str(save), "--merge", *SMALL]
+    assert main(merge) == 0
+    merged = json.loads(save.with_suffix(".json").read_text())
+    assert merged["table"]["user"] == valid["table"]["user"]
+    assert list(merged["table"]["standard"]["all"]) == ["popularity", "kbrd"]
+    assert {(t["split"], t["a"]) for t in merged["significance"]} == {("user", "ccrs"), ("standard", "kbrd")}
+    assert set(merged["commands"]) == {"user", "standard"} and "--merge" in merged["commands"]["standard"]
+    assert all(k.startswith("user/") or k.startswith("standard/") for k in merged["runs"])
+    md = save.with_suffix(".md").read_text()
+    assert "one command per split" in md and "## standard split" in md and "## user split" in md
+    assert main(["eval", "rec", "--prepared", synth_prepared, "--runs", str(runs), "--models", "popularity",
+                 "--splits", "standard", "--seeds", "0", "--compare", "", "--merge"]) == 2  # nothing to merge into
 
 
 def test_bad_arguments_are_rejected(synth_prepared, tmp_path, capsys):

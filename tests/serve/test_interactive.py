@@ -94,6 +94,24 @@ def test_cli_with_adaptation_saves_records_and_failed_calls_are_counted_not_retr
     assert not any("text" in json.dumps(r) for r in records)  # ids and timings only, no dialogue text
     dead = "http://127.0.0.1:9/"  # nothing listens on the discard port
     _, sessions, run = _run(dead, synth_prepared)
-    assert run.http_errors == run.http_calls == len(sessions)  # one failed call per session, no retry
+    users = {s.user_id for s in sessions}  # each user's DELETE (a run starts from unknown users), then each session
+    assert run.http_errors == run.http_calls == len(users) + len(sessions)  # one failed call each, no retry
     assert all(r["error"] and not r["rounds"] for r in run.records)
     assert summarize(run.records, ROUNDS)["errors"] == len(sessions)
+
+
+def test_returning_users_are_forgotten_first_then_remembered(rec_only_app, synth_prepared):
+    """--history: every user is forgotten, then their support conversations are remembered (no adaptation);
+    a plain run afterwards starts again from users the service does not know."""
+    _, sessions, run = _run(rec_only_app, synth_prepared, history=True)
+    assert run.http_errors == 0 and not run.adapt_ms
+    assert all(r["remembered"] and not r["adapted"] for r in run.records)
+    users = sorted({s.user_id for s in sessions})
+    with urllib.request.urlopen(f"{rec_only_app}/v1/users/{users[0]}", timeout=30) as resp:
+        held = json.loads(resp.read())
+    assert held["history"]["conversations"] >= 1 and held["adapted_versions"] == []
+    _, _, plain = _run(rec_only_app, synth_prepared)
+    assert plain.http_errors == 0 and not any(r["remembered"] for r in plain.records)
+    with pytest.raises(urllib.error.HTTPError) as err:  # the plain run forgot them
+        urllib.request.urlopen(f"{rec_only_app}/v1/users/{users[0]}", timeout=30)
+    assert err.value.code == 404
