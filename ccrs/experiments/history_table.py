@@ -128,7 +128,7 @@ def format_markdown(r: dict) -> str:
                      f"{s['diff']:+.4f} | ({s['user_ci95_low']:+.4f}, {s['user_ci95_high']:+.4f}) | "
                      f"{s['p_user_permutation']:.4f} | {s['user_wins']}/{s['user_losses']} |")
     if r["reused"]:
-        lines += ["", "Rows copied from an earlier table (same samples, deterministic training): "
+        lines += ["", "Rows copied from other folders (the same test samples; the prepared data and the training are deterministic): "
                   + ", ".join(f"`{k}` ← `{v}`" for k, v in r["reused"].items())]
     return "\n".join(lines) + "\n"
 
