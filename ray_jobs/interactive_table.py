@@ -33,7 +33,13 @@ import time
 from pathlib import Path
 
 from ccrs.data.dataset import PreparedDataset
-from ccrs.eval.interactive import InteractiveConfig, build_sessions, run_interactive, simulator_for
+from ccrs.eval.interactive import (
+    InteractiveConfig,
+    build_sessions,
+    run_interactive,
+    simulator_for,
+    targets_in_support,
+)
 from ccrs.experiments.interactive_table import (
     build_table,
     format_table_markdown,
@@ -115,10 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
     rows: dict[str, dict[int, list[dict]]] = {}
     runs_info: dict[str, dict] = {}
+    in_support: dict[tuple[int, str], bool] = {}
     try:
         for f in folds:
             sessions, support, counts = build_sessions(ds, f, sim)
             runs_info[f"fold{f}"] = counts
+            in_support |= targets_in_support(ds, sessions)
             for name, tpl in ckpts.items():
                 modes = [False] + ([True] if name in adapt_rows else [])
                 todo = [m for m in modes if not (sessions_dir / f"{name}{'+adapt' if m else ''}_fold{f}.jsonl.gz").exists()]
@@ -151,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         for other in names:
             if best and other != best and (best, other) not in comparisons and not other.startswith(best.split("+")[0]):
                 comparisons.append((best, other))
-    report = build_table(rows, args.rounds, comparisons)
+    subsets = {  # where a returning user's history can help, and where it can only take slots
+        "a target is a movie of the user's support conversations": {k for k, v in in_support.items() if v},
+        "no target among them": {k for k, v in in_support.items() if not v}}
+    report = build_table(rows, args.rounds, comparisons, subsets=subsets)
     report.update(command=command, folds=folds, counts=runs_info, k=args.k)
     http = {"calls": 0, "errors": 0}
     adapt_ms = {}

@@ -126,6 +126,22 @@ def build_sessions(ds, fold: int, simulator: SeekerSimulator, split: str = "user
     return sessions, {u: support[u] for u in {s.user_id for s in sessions}}, counts
 
 
+def targets_in_support(ds, sessions: list[Session]) -> dict[tuple[int, str], bool]:
+    """Per session ``(user_id, conversation_id)``: is one of its targets a movie of the user's support
+    conversations (what a returning user's history holds)? Splits a table into the sessions a
+    history can help and those where remembered movies only take top-k slots."""
+    from ccrs.data.history import dataset_conversation_entries
+
+    entries = dataset_conversation_entries(ds)
+    support = {r["user_id"]: r["support_conversation_ids"] for r in ds.table("tasks").to_pylist()}
+    item_index = ds.table("entities").column("item_index").to_pylist()
+    out = {}
+    for s in sessions:
+        items = {item_index[e.entity] for c in support.get(s.user_id, []) for e in entries.get(c, [])}
+        out[(s.user_id, s.conversation_id)] = bool(items & set(s.targets))
+    return out
+
+
 def conversation_body(turns: list[dict], movie_names: dict[int, str]) -> list[dict]:
     """One prepared conversation as API turns (names rendered; empty turns dropped)."""
     out = []

@@ -56,9 +56,15 @@ def write_run(report: dict, records: list[dict], save: str) -> None:
 
 
 def build_table(rows: dict[str, dict[int, list[dict]]], rounds: int, comparisons: list[tuple[str, str]],
-                n_resamples: int = 10_000) -> dict:
-    """``rows[name][fold]`` = session records → pooled summaries, per-fold success@T and paired tests."""
+                n_resamples: int = 10_000, subsets: dict[str, set[tuple[int, str]]] | None = None) -> dict:
+    """``rows[name][fold]`` = session records → pooled summaries, per-fold success@T and paired tests;
+    ``subsets`` (name → session keys ``(user_id, conversation_id)``) repeats summaries and tests on each
+    subset of the sessions (``out["subsets"]``)."""
     out = {"rounds": rounds, "rows": {}, "comparisons": {}}
+    for name, keys in (subsets or {}).items():
+        part = {row: {f: [r for r in recs if (r["user_id"], r["conversation_id"]) in keys] for f, recs in folds.items()}
+                for row, folds in rows.items()}
+        out.setdefault("subsets", {})[name] = build_table(part, rounds, comparisons, n_resamples)
     for name, folds in rows.items():
         pooled = [r for f in sorted(folds) for r in folds[f]]
         out["rows"][name] = summarize(pooled, rounds) | {
@@ -94,6 +100,19 @@ def format_table_markdown(report: dict) -> str:
                          f"{s1['p_permutation']:.4f} | {s1['p_user_permutation']:.4f} | {s['diff']:+.3f} | {s['p_permutation']:.4f} | "
                          f"{s['p_user_permutation']:.4f} | {r['diff']:+.3f} | {r['p_permutation']:.4f} | "
                          f"{r['p_user_permutation']:.4f} |")
+    if report.get("subsets"):
+        lines += ["", "The same sessions split by what a returning user's history holds (tests within each part):"]
+    for name, sub in (report.get("subsets") or {}).items():
+        lines += ["", f"**{name}**", "", f"| system | sessions | S@1 | S@3 | S@{T} | recall |", "|---|---:|---:|---:|---:|---:|"]
+        for row, s in sub["rows"].items():
+            lines.append(f"| {row} | {s['sessions']} | {s['success_at'][0]:.3f} | {s['success_at'][min(2, T - 1)]:.3f} | "
+                         f"{s['success_at'][-1]:.3f} | {s['target_recall']:.3f} |")
+        tests = [(n, c) for n, c in sub["comparisons"].items() if c.get("sessions")]
+        if tests:
+            lines += ["", f"| a vs b | sessions | Δ S@1 | p user | Δ S@{T} | p user |", "|---|---:|---:|---:|---:|---:|"]
+            lines += [f"| {n} | {c['sessions']} | {c['success_round1']['diff']:+.3f} | "
+                      f"{c['success_round1']['p_user_permutation']:.4f} | {c['success']['diff']:+.3f} | "
+                      f"{c['success']['p_user_permutation']:.4f} |" for n, c in tests]
     return "\n".join(lines) + "\n"
 
 

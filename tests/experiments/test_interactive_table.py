@@ -21,3 +21,19 @@ def test_pooled_table_paired_tests_and_plot(tmp_path):
     assert "| good | 12 | 12 |" in md and "good vs bad" in md
     plot_success(report, tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_subsets_repeat_summaries_and_tests_on_their_sessions_only():
+    a = {0: [_rec(u, f"c{u}", 1, [1, 2]) for u in range(6)]}
+    b = {0: [_rec(u, f"c{u}", 1 if u < 3 else None, [1] if u < 3 else [5]) for u in range(6)]}
+    first = {(u, f"c{u}") for u in range(3)}
+    report = build_table({"a": a, "b": b}, rounds=3, comparisons=[("a", "b")], n_resamples=500,
+                         subsets={"first": first, "rest": {(u, f"c{u}") for u in range(3, 6)}})
+    assert report["rows"]["b"]["success_at"][0] == 0.5
+    sub = report["subsets"]
+    assert sub["first"]["rows"]["b"]["sessions"] == 3 and sub["first"]["rows"]["b"]["success_at"][0] == 1.0
+    assert sub["rest"]["rows"]["b"]["success_at"][-1] == 0.0
+    assert sub["first"]["comparisons"]["a vs b"]["success"]["diff"] == 0.0
+    assert sub["rest"]["comparisons"]["a vs b"]["success"]["diff"] == 1.0
+    md = format_table_markdown(report)
+    assert "**first**" in md and "**rest**" in md and "| a vs b | 3 |" in md
