@@ -3,12 +3,14 @@
     python benchmarks/returning_user.py --data runs/real/prepared \\
         --ckpt kbrd=runs/real/rec_hist/user/kbrd/fold0/best.pt \\
         --ckpt ccrs_history=runs/real/rec_hist/user/ccrs_history/fold0/best.pt \\
-        --save results/returning_user
+        --ckpt ccrs_history_meta=runs/real/rec_hist_meta/ccrs_history-fold0/eval/best.pt \\
+        --adapt ccrs_history_meta --save results/returning_user
 
 User 9001 tells the service about two finished conversations about horror (the service's
 ``remember``, what ``POST /v1/users/9001/history`` and ``/adapt`` do), then opens a new conversation
 with "Hi! I am looking for a movie to watch tonight". For each checkpoint: the top 8 for user 9001
-and for a stranger, and how many of the top 8 come from the remembered conversations. The service
+and for a stranger, and how many of the top 8 come from the remembered conversations. ``--adapt
+NAME`` sends the conversations to ``adapt`` instead (the MAML inner step; they are remembered too). The service
 layer the Serve replicas run (``RecommenderService``), without HTTP; the HTTP path of the same
 scenario is ``tests/serve/test_user_history_http.py``.
 """
@@ -38,13 +40,17 @@ HORROR = [
 OPEN = [("seeker", "Hi! I am looking for a movie to watch tonight")]
 
 
-def run(name: str, ckpt: str, data: str) -> dict:
+def run(name: str, ckpt: str, data: str, adapt: bool = False) -> dict:
     svc = RecommenderService.load(ckpt, data)
     before = svc.recommend([Query(FAN, OPEN, k=8)])[0]
-    record = svc.remember(FAN, HORROR)
+    record = svc.remembered(None, HORROR)  # what either call keeps
+    if adapt:
+        svc.adapt(FAN, HORROR)
+    else:
+        svc.remember(FAN, HORROR)
     remembered = {int(svc.entity_to_item[e]) for e in record["entity"].tolist() if svc.entity_to_item[e] >= 0}
     after, stranger = svc.recommend([Query(FAN, OPEN, k=8), Query(STRANGER, OPEN, k=8)])
-    return {"model": name, "checkpoint": ckpt, "reads_history": svc.reads_history,
+    return {"model": name, "checkpoint": ckpt, "reads_history": svc.reads_history, "adapted": adapt,
             "remembered_movies": sorted(svc.item_name(i) for i in remembered),
             "before": [n for _, n, _ in before.items], "after": [n for _, n, _ in after.items],
             "stranger": [n for _, n, _ in stranger.items],
@@ -57,7 +63,8 @@ def format_markdown(r: dict) -> str:
                  " / ".join(f"{role}: {text}" for role, text in conv) for conv in HORROR), "",
              f"New conversation: \"{OPEN[0][1]}\".", ""]
     for m in r["models"]:
-        lines += [f"## {m['model']}" + ("" if m["reads_history"] else " (reads no history)"), "",
+        lines += [f"## {m['model']}" + ("" if m["reads_history"] else " (reads no history)")
+                  + (" — adapted on the two conversations" if m.get("adapted") else ""), "",
                   f"Remembered movies linked: {', '.join(m['remembered_movies'])}", "",
                   "| # | user 9001 before | user 9001 after | a stranger |", "|---:|---|---|---|"]
         for i, (b, a, s) in enumerate(zip(m["before"], m["after"], m["stranger"], strict=True)):
@@ -70,9 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--ckpt", action="append", required=True, metavar="NAME=URI")
+    ap.add_argument("--adapt", action="append", default=[], metavar="NAME",
+                    help="checkpoints whose user is adapted on the conversations (MAML inner step) instead")
     ap.add_argument("--save", required=True)
     args = ap.parse_args(argv)
-    models = [run(*item.split("=", 1), args.data) for item in args.ckpt]
+    models = [run(*item.split("=", 1), args.data, item.split("=", 1)[0] in args.adapt) for item in args.ckpt]
     report = {"command": command_line("returning_user.py", argv), "models": models}
     save_report(args.save, report, format_markdown)
     print(format_markdown(report))
