@@ -298,8 +298,17 @@ class MetaConfig:
     #: Meta-test the starting point (warm start or random init) on valid before the first meta-step
     #: and keep it as the best state unless a meta-epoch beats it.
     eval_start: bool = True
+    #: How the outer-only embedding tables (entities, users) get their gradient: ``dense`` (a full
+    #: table gradient, Adam over every row, all-reduced whole) or ``row_sparse`` (the rows a step reads:
+    #: cost O(rows read), lazy Adam on those rows; ccrs/meta/row_sparse.py, results/scaling_sparse.md).
+    embedding_gradients: str = "dense"
+    #: How a meta-batch's users are dealt to Ray Train workers: ``cost`` (by estimated task cost,
+    #: largest first to the least-loaded worker) or ``count`` (equal numbers, round robin).
+    sharding: str = "cost"
 
     def __post_init__(self) -> None:
+        _one_of("meta.sharding", self.sharding, ("cost", "count"))
+        _one_of("meta.embedding_gradients", self.embedding_gradients, ("dense", "row_sparse"))
         _one_of("meta.task_user_row", self.task_user_row, ("own", "cold_start"))
         if self.inner_steps < 1:
             raise ConfigError(f"meta.inner_steps must be >= 1, got {self.inner_steps}")

@@ -45,10 +45,16 @@ def flat_metrics(prefix: str, metrics: dict) -> dict[str, float]:
 
 
 def allreduce_gradients(model: torch.nn.Module) -> None:
-    """Average every parameter's gradient over the ranks (one flat all-reduce; missing grads count as 0)."""
+    """Average every parameter's gradient over the ranks (one flat all-reduce; missing grads count as 0).
+
+    Tables under a row-sparse update (``embedding_gradients=row_sparse``) are left out: their rows
+    travel in :func:`allreduce_row_gradients`."""
     import torch.distributed as dist
 
-    params = list(model.parameters())
+    from ccrs.nn.row_sparse_embedding import RowSparseEmbedding
+
+    sparse = {id(m.weight) for m in model.modules() if isinstance(m, RowSparseEmbedding) and m.row_sparse}
+    params = [p for p in model.parameters() if id(p) not in sparse]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
@@ -63,6 +69,51 @@ def allreduce_gradients(model: torch.nn.Module) -> None:
         n = p.numel()
         p.grad.copy_(flat[offset : offset + n].view_as(p))
         offset += n
+
+
+def allreduce_row_gradients(grads: list) -> list:
+    """Average row-sparse gradients over the ranks: each rank's (touched ids, rows) of every table are
+    all-gathered (padded to the largest rank's count) and summed per row, / world size. Ships
+    O(rows touched) bytes, not the table (``ccrs.meta.row_sparse``)."""
+    import torch.distributed as dist
+
+    from ccrs.nn.row_sparse_embedding import RowGradient, coalesce
+
+    world = dist.get_world_size()
+    out = []
+    for g in grads:
+        if not torch.isfinite(g.rows).all():
+            raise FloatingPointError(f"rank {dist.get_rank()}: non-finite row gradients before all-gather")
+        counts = [torch.zeros(1, dtype=torch.long) for _ in range(world)]
+        dist.all_gather(counts, torch.tensor([g.ids.numel()], dtype=torch.long))
+        k = int(max(int(c) for c in counts))
+        d = g.rows.size(1)
+        ids = torch.full((k,), -1, dtype=torch.long, device=g.ids.device)
+        rows = g.rows.new_zeros(k, d)
+        ids[: g.ids.numel()], rows[: g.ids.numel()] = g.ids, g.rows
+        all_ids = [torch.empty_like(ids) for _ in range(world)]
+        all_rows = [torch.empty_like(rows) for _ in range(world)]
+        dist.all_gather(all_ids, ids)
+        dist.all_gather(all_rows, rows)
+        flat_ids, flat_rows = torch.cat(all_ids), torch.cat(all_rows)
+        keep = flat_ids >= 0
+        summed = coalesce(flat_ids[keep], flat_rows[keep], d)
+        out.append(RowGradient(summed.ids, summed.rows / world))
+    return out
+
+
+def worker_time(step_busy: list[float], world_size: int) -> dict[str, Any]:
+    """The epoch's worker busy/idle time: every rank's busy seconds per meta-step gathered, and the
+    share of the ranks' time spent waiting at the gradient collective (``idle_share``: mean over the
+    epoch's steps; ``idle_share_max``: its worst step; ``worker_busy_s``: each rank's total)."""
+    from ccrs.meta.training import idle_shares
+
+    if world_size <= 1 or not step_busy:
+        return {}
+    busy = gather_object(step_busy, world_size)
+    shares = idle_shares(busy)
+    return {"idle_share": sum(shares) / len(shares), "idle_share_max": max(shares),
+            "worker_busy_s": [round(sum(b), 3) for b in busy]}
 
 
 def broadcast_parameters(model: torch.nn.Module) -> None:
@@ -171,6 +222,7 @@ def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> No
     elif world > 1:
         broadcast_parameters(training.model)
     sync = allreduce_gradients if world > 1 else None
+    sync_rows = allreduce_row_gradients if world > 1 else None
     curves = run_curves(config) if rank == 0 else None
     if training.needs_start_evaluation():  # keep the start unless a meta-epoch beats it (eval_start)
         start = training.evaluate("valid").metrics() if rank == 0 else None
@@ -179,7 +231,8 @@ def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> No
             worker_line(progress_line(training.stage, 0, None, training.summary(start), 0) + "  (the starting point)")
             curves.log(0, curve_metrics({"valid": start}))
     while not training.should_stop():
-        stats = mean_across_ranks(training.train_epoch(sync, progress=rank == 0 and config["progress"]), world)
+        stats = training.train_epoch(sync, progress=rank == 0 and config["progress"], sync_rows=sync_rows)
+        stats = mean_across_ranks(stats | worker_time(training.step_busy, world), world)
         if training.epoch % config["eval_every"] and not training.should_stop():
             continue
         valid = training.evaluate("valid").metrics() if rank == 0 else None
@@ -194,7 +247,7 @@ def run_meta_loop(config: dict, make_training: Callable, finish: Callable) -> No
                    "replica_checksums": checksums, "replicas_identical": len(set(checksums)) == 1}
         if rank == 0:
             worker_line(progress_line(training.stage, training.epoch, stats.get("query_loss"), training.summary(valid),
-                                      training.best_epoch))
+                                      training.best_epoch, stats.get("idle_share")))
             curves.log(training.epoch, curve_metrics({"train": stats, "valid": valid, "objective": objective}))
             with tempfile.TemporaryDirectory() as d:
                 torch.save(training.state_dict(), Path(d) / STATE_FILE)
@@ -288,12 +341,16 @@ def build_trainer(args: argparse.Namespace, cfg, train_loop: Callable, extra: di
     return TorchTrainer(train_loop, train_loop_config=loop_config, scaling_config=scaling, run_config=run)
 
 
-def progress_line(stage: str, epoch: int, query_loss: float | None, summary: dict, best_epoch: int) -> str:
-    """One readable line per meta-epoch: ``[rec] epoch 3: query loss 5.123  valid ndcg@10 0.1180  (best 3)``."""
+def progress_line(stage: str, epoch: int, query_loss: float | None, summary: dict, best_epoch: int,
+                  idle_share: float | None = None) -> str:
+    """One readable line per meta-epoch: ``[rec] epoch 3: query loss 5.123  valid ndcg@10 0.1180  (best 3)``
+    (with several workers, also the share of their time spent waiting for each other)."""
     parts = [f"[{stage}] epoch {epoch}:"]
     if query_loss is not None:
         parts.append(f"query loss {query_loss:.3f}")
     parts += [f"{k.replace('_', ' ', 1)} {v:.4f}" for k, v in summary.items()]
+    if idle_share is not None:
+        parts.append(f"workers idle {100 * idle_share:.0f}%")
     return "  ".join(parts) + f"  (best epoch {best_epoch})"
 
 

@@ -35,6 +35,7 @@ serves the recommender and the generator.
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from ccrs.meta.row_sparse import RowSparseUpdate, RowSync, clip_with_rows
 
 LossFn = Callable[[nn.Module, dict[str, Tensor], Any], Tensor]
 
@@ -191,14 +194,22 @@ def meta_step(
     optimizer: torch.optim.Optimizer,
     grad_clip: float = 0.0,
     sync_grads: Callable[[nn.Module], None] | None = None,
+    rows: RowSparseUpdate | None = None,
+    sync_rows: RowSync | None = None,
 ) -> dict[str, float]:
     """One global update on a meta-batch (Algorithm 1): Σ_u task losses → backward → (sync) → clip → step.
 
     Each task's graph is freed right after its backward (memory stays one task deep). ``sync_grads``
     averages the gradients across data-parallel ranks (``ray_jobs`` passes an all-reduce); it is
-    called even when this rank has no task, so every rank runs the same collectives.
+    called even when this rank has no task, so every rank runs the same collectives. With ``rows``
+    (``embedding_gradients=row_sparse``), the outer-only embedding tables get row gradients instead of
+    dense ones (:mod:`ccrs.meta.row_sparse`), exchanged by ``sync_rows`` and applied to those rows only.
+    ``busy_s`` in the result: seconds of this rank's own work (tasks, backward), before any collective.
     """
+    start = time.perf_counter()
     optimizer.zero_grad(set_to_none=False)
+    if rows is not None:
+        rows.begin()
     sums: dict[str, float] = {}
     mean_weight = sum(t.weight for t in tasks) / max(len(tasks), 1)
     for task in tasks:
@@ -206,13 +217,25 @@ def meta_step(
         if not torch.isfinite(loss):
             raise FloatingPointError(f"meta-loss of user {task.user_id} is {loss.item()} ({stats})")
         (loss * (task.weight / mean_weight) if task.weight != mean_weight else loss).backward()
+        if rows is not None:
+            rows.flush()
         for k, v in stats.items():
             sums[k] = sums.get(k, 0.0) + v
+    row_grads = rows.end() if rows is not None else []
+    busy = time.perf_counter() - start  # this rank's own work; the collectives below wait for the slowest rank
     if sync_grads is not None:
         sync_grads(maml.model)
         if maml.log_inner_lrs:  # every rank learns the same rates (the config is the same everywhere)
             sync_grads(maml.meta_module)
+    if sync_rows is not None and rows is not None:
+        row_grads = sync_rows(row_grads)
     if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_([*maml.model.parameters(), *maml.meta_parameters()], grad_clip)
+        params = [*maml.model.parameters(), *maml.meta_parameters()]
+        if rows is not None:
+            clip_with_rows(params, rows, row_grads, grad_clip)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
-    return {k: v / max(len(tasks), 1) for k, v in sums.items()} | {"tasks": len(tasks)}
+    if rows is not None:
+        rows.step(row_grads)
+    return {k: v / max(len(tasks), 1) for k, v in sums.items()} | {"tasks": len(tasks), "busy_s": busy}

@@ -10,12 +10,16 @@ Data parallelism over users (Algorithm 1's meta-batch):
 
 * every epoch, all ranks shuffle the training users with the same seed (``seed``, epoch) and cut
   the permutation into meta-batches of ``meta_batch_size`` users; the last incomplete meta-batch is
-  dropped, and so are ``meta_batch_size mod world_size`` users of every meta-batch, so every rank
-  runs the same number of meta-steps with the same number of users (no rank waits at a collective
-  another rank never reaches);
-* rank r takes users ``r, r + W, r + 2W, ...`` of each meta-batch, sums their task losses (Eq. 14),
-  back-propagates, and the gradients are **averaged** across ranks before the Adam step, so every
-  replica applies the same update and stays identical (initial weights broadcast from rank 0).
+  dropped, so every rank runs the same number of meta-steps (no rank waits at a collective another
+  rank never reaches);
+* ``meta.sharding=cost`` (default): the users of a meta-batch are dealt to the ranks by their
+  estimated cost (:meth:`MetaTraining.task_cost`), largest first to the least-loaded rank (LPT), so
+  the ranks finish their share together; ``count``: rank r takes users ``r, r + W, ...`` and
+  ``meta_batch_size mod world_size`` users of every meta-batch are dropped (equal counts);
+* each rank sums its users' task losses (Eq. 14), back-propagates, and the gradients are
+  **averaged** across ranks before the Adam step, so every replica applies the same update and stays
+  identical (initial weights broadcast from rank 0). The sum over the meta-batch does not depend on
+  how its users are dealt.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from torch import nn
 
 from ccrs.config import CCRSConfig, MetaConfig
 from ccrs.meta.maml import MAML, LossFn, MetaTask, meta_step
+from ccrs.meta.row_sparse import RowSparseUpdate, RowSync
 
 GradSync = Callable[[nn.Module], None]
 
@@ -54,6 +59,8 @@ class MetaTraining:
         if self.maml.meta_parameters():
             groups.append({"params": self.maml.meta_parameters(), "lr": meta_cfg.meta_sgd_lr or meta_cfg.outer_lr})
         self.optimizer = torch.optim.Adam(groups, lr=meta_cfg.outer_lr)
+        self.rows = (RowSparseUpdate(self.model, self.optimizer, self.maml.inner_names)
+                     if meta_cfg.embedding_gradients == "row_sparse" else None)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []  # one entry per meta-epoch (1, 2, ...)
         self.start: dict[str, Any] | None = None  # the starting point's valid meta-test (epoch 0), if evaluated
@@ -86,6 +93,10 @@ class MetaTraining:
     def extra_state(self) -> dict[str, Any]:
         return {}
 
+    def task_cost(self, i: int) -> float:
+        """Estimated cost of training user ``i``'s task (``meta.sharding=cost``); all equal by default."""
+        return 1.0
+
     # -- schedule ---------------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
         return self.n_train_users // self.meta_cfg.meta_batch_size
@@ -95,12 +106,16 @@ class MetaTraining:
         b, w = self.meta_cfg.meta_batch_size, self.world_size
         gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
         perm = torch.randperm(self.n_train_users, generator=gen).tolist()
-        usable = b - b % w
-        return [perm[s * b : s * b + usable][self.rank :: w] for s in range(self.steps_per_epoch())]
+        if self.meta_cfg.sharding == "count":
+            usable = b - b % w
+            return [perm[s * b : s * b + usable][self.rank :: w] for s in range(self.steps_per_epoch())]
+        return [deal_by_cost(perm[s * b : (s + 1) * b], [self.task_cost(i) for i in perm[s * b : (s + 1) * b]], w)[self.rank]
+                for s in range(self.steps_per_epoch())]
 
     # -- training -----------------------------------------------------------------------------------
-    def train_epoch(self, sync_grads: GradSync | None = None, progress: bool = False) -> dict[str, float]:
-        """One meta-epoch (every rank calls it; collectives inside ``sync_grads``)."""
+    def train_epoch(self, sync_grads: GradSync | None = None, progress: bool = False,
+                    sync_rows: RowSync | None = None) -> dict[str, float]:
+        """One meta-epoch (every rank calls it; collectives inside ``sync_grads`` and ``sync_rows``)."""
         from tqdm.auto import tqdm
 
         from ccrs.progress import bar_disabled
@@ -109,10 +124,12 @@ class MetaTraining:
         self.model.train()
         t0 = time.perf_counter()
         totals: dict[str, float] = {}
+        self.step_busy: list[float] = []  # this rank's busy seconds per meta-step (idle_shares)
         batches = self.meta_batches(self.epoch)
         for users in tqdm(batches, desc=f"{self.stage} meta epoch {self.epoch}", disable=bar_disabled(progress)):
             tasks = [self.task(i) for i in users]
-            stats = meta_step(self.maml, tasks, self.optimizer, self.meta_cfg.grad_clip, sync_grads)
+            stats = meta_step(self.maml, tasks, self.optimizer, self.meta_cfg.grad_clip, sync_grads, self.rows, sync_rows)
+            self.step_busy.append(stats.pop("busy_s"))
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v
         n = max(len(batches), 1)
@@ -160,6 +177,7 @@ class MetaTraining:
             "epoch": self.epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "row_optimizer": self.rows.state_dict() if self.rows is not None else None,
             "history": self.history,
             "start": self.start,
             "best_score": self.best_score,
@@ -174,11 +192,36 @@ class MetaTraining:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.rows is not None and state.get("row_optimizer"):
+            self.rows.load_state_dict(state["row_optimizer"])
         self.epoch, self.history, self.start = state["epoch"], state["history"], state.get("start")
         self.best_score, self.best_epoch, self.best_state = state["best_score"], state["best_epoch"], state["best_state"]
         self.maml.load_inner_lrs(state.get("inner_lrs", {}))
         self.best_inner_lrs = state.get("best_inner_lrs", self.maml.inner_lrs())
         self.resumed_at = [*state.get("resumed_at", []), self.epoch]
+
+
+def deal_by_cost(users: list[int], costs: list[float], world_size: int) -> list[list[int]]:
+    """Users dealt to ``world_size`` ranks, largest cost first to the least-loaded rank (ties: the
+    lower rank), each rank's users in meta-batch order. Deterministic: every rank computes the same."""
+    loads = [0.0] * world_size
+    shares: list[list[int]] = [[] for _ in range(world_size)]
+    for pos in sorted(range(len(users)), key=lambda j: (-costs[j], j)):
+        r = min(range(world_size), key=lambda k: (loads[k], k))
+        loads[r] += costs[pos]
+        shares[r].append(pos)
+    return [[users[j] for j in sorted(share)] for share in shares]
+
+
+def idle_shares(busy_by_rank: list[list[float]]) -> list[float]:
+    """Per meta-step, the share of the ranks' time spent waiting for the slowest rank at the gradient
+    collective: Σ_r (max busy − busy_r) / (W · max busy). ``busy_by_rank[r][s]``: rank r's busy
+    seconds at step s (``meta_step``'s ``busy_s``)."""
+    out = []
+    for step in zip(*busy_by_rank, strict=True):
+        top = max(step)
+        out.append(sum(top - b for b in step) / (len(step) * top) if top > 0 else 0.0)
+    return out
 
 
 def fit_in_process(training: MetaTraining, progress: bool = False) -> MetaTraining:

@@ -50,6 +50,7 @@ from ccrs.data.rec_examples import COLD_START_USER, KnowledgeGraph, RecBatch
 from ccrs.nn.history_encoder import HistoryEncoder
 from ccrs.nn.intention_encoder import IntentionEncoder
 from ccrs.nn.neighbourhood import InEdgeIndex, NeighbourhoodBatch
+from ccrs.nn.row_sparse_embedding import RowSparseEmbedding
 from ccrs.nn.turn_encoder import TurnEncoder
 from ccrs.nn.user_relational_conv import UserRelationalConv
 
@@ -73,9 +74,9 @@ class Recommender(nn.Module):
         self.register_buffer("edge_type", kg.edge_type, persistent=False)
         self.register_buffer("item_entity_ids", kg.item_entity_ids, persistent=False)
         self.register_buffer("entity_to_item_index", kg.entity_to_item(), persistent=False)
-        self.entity_embedding = nn.Embedding(kg.num_entities, d)
+        self.entity_embedding = RowSparseEmbedding(kg.num_entities, d)
         nn.init.normal_(self.entity_embedding.weight, std=d**-0.5)
-        self.user_embedding = nn.Embedding(num_users + 1, cfg.user_dim)  # row 0 = cold start
+        self.user_embedding = RowSparseEmbedding(num_users + 1, cfg.user_dim)  # row 0 = cold start
         nn.init.normal_(self.user_embedding.weight, std=cfg.user_dim**-0.5)
         if self.variant == "kbrd":
             self.encoder = nn.ModuleList(
@@ -275,7 +276,7 @@ class Recommender(nn.Module):
         """
         device = self.edge_index.device
         blocks = self._in_edge_index().layer_blocks(self.item_entity_ids.cpu(), self.cfg.n_layers)
-        users = self.user_embedding.weight[COLD_START_USER : COLD_START_USER + 1]  # (1, user_dim)
+        users = self.user_embedding(torch.tensor([COLD_START_USER], device=device))  # (1, user_dim)
         x = self.entity_embedding(blocks[0][0].to(device))
         for conv, (src, dst, ei, et) in zip(self.encoder, blocks, strict=True):
             x_dst = x[torch.searchsorted(src.to(device), dst.to(device))]

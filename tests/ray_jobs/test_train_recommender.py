@@ -42,9 +42,10 @@ def test_local_mode_runs_the_loop_in_process(synth_prepared, tmp_path, ray_clust
 
 def test_two_workers_on_s3_stay_identical_and_learn(synth_prepared, ray_cluster, s3_server, tmp_path):
     storage = "s3://ccrs-test-runs/meta"
-    # Meta-SGD on: its learned inner rates are all-reduced like the model (and in the checksum)
+    # Meta-SGD on: its learned inner rates are all-reduced like the model (and in the checksum);
+    # row-sparse tables: their rows are all-gathered apart from the dense gradient (allreduce_row_gradients)
     assert driver.main(_argv(synth_prepared, storage, "two", 2, 3, "rec_meta.learn_inner_lr=true",
-                             "rec_meta.meta_sgd_lr=0.05")) == 0
+                             "rec_meta.meta_sgd_lr=0.05", "rec_meta.embedding_gradients=row_sparse")) == 0
     s3 = boto3.client("s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="ccrs-test-runs", Prefix="meta/two/")["Contents"]]
     assert any("checkpoint" in k and k.endswith("state.pt") for k in keys), keys
@@ -63,7 +64,7 @@ def test_two_workers_on_s3_stay_identical_and_learn(synth_prepared, ray_cluster,
 
 def test_killed_run_resumes_from_its_checkpoint(synth_prepared, ray_cluster, tmp_path):
     marker = tmp_path / "fault"
-    argv = _argv(synth_prepared, str(tmp_path), "resume", 2, 2)
+    argv = _argv(synth_prepared, str(tmp_path), "resume", 2, 2, "rec_meta.embedding_gradients=row_sparse")
     with pytest.raises(Exception, match="injected fault"):
         driver.main([*argv, "--inject-fault-after-epoch", "1", "--fault-marker", str(marker)])
     assert marker.exists() and not (tmp_path / "resume" / "eval").exists()
@@ -71,6 +72,11 @@ def test_killed_run_resumes_from_its_checkpoint(synth_prepared, ray_cluster, tmp
     result = _result(tmp_path, "resume")
     assert result["resumed_at"] == [1]
     assert [h["epoch"] for h in result["history"]] == [1, 2]  # epoch 1 not repeated
+    # the lazy-Adam state of the row-sparse tables travelled with the checkpoint
+    ckpts = sorted((tmp_path / "resume").rglob("state.pt"))
+    assert ckpts
+    rows = torch.load(ckpts[-1], weights_only=True)["row_optimizer"]
+    assert rows["kind"] == "lazy_adam" and rows["step"] > 0 and "entity_embedding.weight" in rows["state"]
 
 
 def test_failure_config_restarts_workers_within_one_run(synth_prepared, ray_cluster, tmp_path):

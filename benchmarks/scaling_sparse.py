@@ -1,0 +1,161 @@
+"""Dense vs row-sparse embedding gradients: one recommender meta-step as the KG grows, items fixed.
+
+    .venv/bin/python benchmarks/scaling_sparse.py --prepared runs/real/prepared [--steps 3] [--scales 1,2,4,8,16]
+
+Side by side in one run, each point a fresh child process (its peak RSS is its own): the ccrs
+recommender (paper defaults, L = 1) on a synthetic KG with the real degree distribution
+(``benchmarks/synthetic_kg.py``) grown 1× → 16× with the item count held at the real 6,822; 8 users ×
+8 samples × 8 mentions per meta-batch; ``--steps`` second-order meta-steps (Algorithm 1) after one
+warm-up, through ``ccrs.meta.maml.meta_step`` exactly as training runs it:
+
+* ``dense``: ``nn.Embedding`` gradients, Adam over every row, the flat all-reduce of every gradient;
+* ``row_sparse``: ``rec_meta.embedding_gradients=row_sparse`` (``ccrs/meta/row_sparse.py``): row
+  gradients of the entity and user tables, lazy Adam on the touched rows, an all-gather of them.
+
+``allreduce_bytes`` is what one rank contributes to the gradient exchange per step: the flat dense
+vector (``ray_jobs.meta_driver.allreduce_gradients``), plus for ``row_sparse`` the touched rows and
+their int64 ids (``allreduce_row_gradients``; its padding to the largest rank is not counted).
+
+Writes results/scaling_sparse.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+ITEMS = 6822
+
+
+def child(spec: dict) -> dict:
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from synthetic_kg import synthetic_kg
+
+    from ccrs.config import load_config
+    from ccrs.data.rec_examples import RecBatch
+    from ccrs.meta.maml import MAML, MetaTask, meta_step
+    from ccrs.meta.rec_tasks import rec_loss
+    from ccrs.meta.row_sparse import RowSparseUpdate
+    from ccrs.models.recommender import Recommender
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    torch.set_num_threads(spec["threads"])
+    degrees = np.load(spec["degrees"]) if spec["degrees"] else None
+    kg = synthetic_kg(degrees, spec["scale"], ITEMS, rng)
+    n = kg.num_entities
+    cfg = load_config(None, [f"rec_meta.embedding_gradients={spec['path']}"])
+    model = Recommender(cfg.recommender, kg, num_users=spec["users"] + 1)
+    maml = MAML.from_config(model, rec_loss, cfg.rec_meta)
+    opt = torch.optim.Adam([*model.parameters(), *maml.meta_parameters()], lr=cfg.rec_meta.outer_lr)
+    rows = RowSparseUpdate(model, opt, maml.inner_names) if spec["path"] == "row_sparse" else None
+    s, m = spec["samples"], spec["context"]
+
+    def batch(user):
+        ctx = torch.from_numpy(rng.choice(n, size=(s, m)))
+        return RecBatch(torch.arange(s), torch.from_numpy(rng.integers(0, ITEMS, size=s)), torch.full((s,), user),
+                        ctx, torch.arange(m).repeat(s, 1), torch.ones(s, m, dtype=torch.bool), torch.full((s,), m),
+                        torch.zeros(s, dtype=torch.bool))
+
+    def tasks():
+        return [MetaTask(u, batch(u), batch(u)) for u in range(1, spec["users"] + 1)]
+
+    # the row gradients each step produced, to count what the exchange ships
+    touched: list[int] = []
+    if rows is not None:
+        end = rows.end
+
+        def counting_end():
+            grads = end()
+            touched.append(sum(g.ids.numel() for g in grads))
+            return grads
+        rows.end = counting_end
+    meta_step(maml, tasks(), opt, cfg.rec_meta.grad_clip, rows=rows)  # warm-up (allocator, lazy CSR index)
+    touched.clear()
+    elapsed = 0.0
+    for _ in range(spec["steps"]):
+        ts = tasks()
+        t0 = time.perf_counter()
+        meta_step(maml, ts, opt, cfg.rec_meta.grad_clip, rows=rows)
+        elapsed += time.perf_counter() - t0
+    sparse_ids = {id(t.weight) for _, t in rows.tables} if rows is not None else set()
+    dense_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if id(p) not in sparse_ids)
+    d = cfg.recommender.entity_dim  # the user table's rows are user_dim wide; count both exactly below
+    row_bytes = 0
+    if rows is not None:
+        mean_rows = sum(touched) / len(touched)
+        row_bytes = int(mean_rows * (8 + d * 4))  # ids + rows (entity rows dominate; user rows are narrower)
+    return spec | {"entities": n, "edges": int(kg.edge_index.size(1)), "n_items": ITEMS,
+                   "seconds_per_step": elapsed / spec["steps"],
+                   "rows_touched_per_step": (sum(touched) / len(touched)) if touched else None,
+                   "allreduce_bytes": dense_bytes + row_bytes,
+                   "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prepared", default="runs/real/prepared", help="where the degree distribution comes from")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--scales", default="1,2,4,8,16")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))), flush=True)
+        return 0
+    sys.path.insert(0, str(Path(__file__).parent))
+    import numpy as np
+    from synthetic_kg import real_degrees
+
+    degrees = ""
+    deg = real_degrees(args.prepared)
+    if deg is not None:
+        degrees = "/tmp/ccrs_scaling_degrees.npy"
+        np.save(degrees, deg)
+    steps = []
+    for scale in [float(x) for x in args.scales.split(",")]:
+        for path in ("dense", "row_sparse"):
+            spec = {"path": path, "kg_scale": scale, "scale": scale, "users": 8, "samples": 8, "context": 8,
+                    "steps": args.steps, "threads": args.threads, "degrees": degrees}
+            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
+                                  text=True, cwd=ROOT)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            row = json.loads(lines[-1]) if lines else spec | {"error": f"exit {proc.returncode}: {proc.stderr[-600:]}"}
+            row.pop("degrees", None)
+            steps.append(row)
+            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+    command = "python benchmarks/scaling_sparse.py " + " ".join(sys.argv[1:])
+    out = {"command": command, "steps": steps, "ratios": ratios(steps)}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scaling_sparse.json").write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+def ratios(steps: list[dict]) -> dict:
+    """Each path's largest-scale step over its own 1× step, and row_sparse over dense at each scale."""
+    ok = [s for s in steps if "error" not in s]
+    out: dict = {}
+    for path in ("dense", "row_sparse"):
+        mine = sorted((s for s in ok if s["path"] == path), key=lambda s: s["kg_scale"])
+        if len(mine) >= 2:
+            out[f"{path}_largest_over_1x"] = mine[-1]["seconds_per_step"] / mine[0]["seconds_per_step"]
+    for scale in sorted({s["kg_scale"] for s in ok}):
+        pair = {s["path"]: s for s in ok if s["kg_scale"] == scale}
+        if len(pair) == 2:
+            out[f"dense_over_row_sparse_at_{scale:g}x"] = (pair["dense"]["seconds_per_step"]
+                                                          / pair["row_sparse"]["seconds_per_step"])
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
