@@ -1,11 +1,15 @@
 """Adapted parameters on durable storage, so an adaptation outlives the process that holds it.
 
     archive = AdaptationArchive("s3://bucket/ccrs/adaptations")     # or a local folder
-    archive.save("3f2a…", 7, params)        # <uri>/<checkpoint version>/<user id>.npz, atomic
+    archive.save("3f2a…", 7, params)        # <uri>/<checkpoint version>/<shard>/<user id>.npz, atomic
     archive.keys()                          # [("3f2a…", 7), ...]
     archive.load("3f2a…", 7)                # the same tensors, or None
 
-One file per (checkpoint version, user id), written atomically by :func:`ccrs.storage.write_bytes`
+One file per (checkpoint version, user id), in one of :data:`SHARDS` folders per version
+(``<shard> = user id mod 4096``, three hex digits): a million users make 4,096 folders of ~244 files,
+so a lookup opens one known path (O(1) whatever the user count, measured in
+``results/scaling_users.md``) and no folder or S3 prefix grows with the user base. Entries of the
+earlier flat layout (``<version>/<user id>.npz``) are still read, listed and deleted. Files are written atomically by :func:`ccrs.storage.write_bytes`
 (temp + rename locally, one PUT on S3), so a reader sees the previous adaptation or the new one,
 never half of one. The format is NumPy's ``.npz`` read with ``allow_pickle=False``: loading an
 archive never runs a pickle. A newer put of the same user overwrites the file (last write wins).
@@ -23,7 +27,9 @@ from torch import Tensor
 from ccrs import storage
 
 Params = dict[str, Tensor]
-_FILE = re.compile(r"^(?P<version>[0-9A-Za-z_.-]+)/(?P<user>\d+)\.npz$")
+_FILE = re.compile(r"^(?P<version>[0-9A-Za-z_.-]+)/(?:[0-9a-f]{3}/)?(?P<user>\d+)\.npz$")
+#: Folders per checkpoint version (module docstring).
+SHARDS = 4096
 _DTYPES = {torch.float32, torch.float64, torch.float16, torch.int64, torch.int32}
 
 
@@ -39,6 +45,9 @@ class AdaptationArchive:
     def _loc(self, version: str, user_id: int) -> storage.Location:
         if not re.fullmatch(r"[0-9A-Za-z_.-]+", version):
             raise ValueError(f"checkpoint version {version!r}: not a file name")
+        return self.root.child(version, f"{int(user_id) % SHARDS:03x}", f"{int(user_id)}.npz")
+
+    def _legacy_loc(self, version: str, user_id: int) -> storage.Location:
         return self.root.child(version, f"{int(user_id)}.npz")
 
     def save(self, version: str, user_id: int, params: Params) -> None:
@@ -51,12 +60,15 @@ class AdaptationArchive:
         storage.write_bytes(self._loc(version, user_id), buf.getvalue())
 
     def load(self, version: str, user_id: int) -> Params | None:
-        loc = self._loc(version, user_id)
-        try:
-            data = storage.read_bytes(loc)
-        except OSError:  # FileNotFoundError locally; S3 says only "path does not exist"
-            if storage.exists(loc):
-                raise
+        data, loc = None, None
+        for loc in (self._loc(version, user_id), self._legacy_loc(version, user_id)):
+            try:
+                data = storage.read_bytes(loc)
+                break
+            except OSError:  # FileNotFoundError locally; S3 says only "path does not exist"
+                if storage.exists(loc):
+                    raise
+        if data is None:
             return None
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
@@ -67,6 +79,7 @@ class AdaptationArchive:
     def delete(self, version: str, user_id: int) -> None:
         """Remove one archived entry (nothing to do when there is none)."""
         storage.delete(self._loc(version, user_id))
+        storage.delete(self._legacy_loc(version, user_id))
 
     def keys(self) -> list[tuple[str, int]]:
         """Every archived (checkpoint version, user id); stray files (temporaries) are ignored."""

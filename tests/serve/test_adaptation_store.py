@@ -63,6 +63,6 @@ def test_a_put_is_archived_before_it_returns(tmp_path):
     async def run():
         store = await _started({"archive": str(tmp_path)})
         await store.put("v1", 5, _params(5))
-        assert (tmp_path / "v1" / "5.npz").exists()
+        assert (tmp_path / "v1" / "005" / "5.npz").exists()
 
     asyncio.run(run())

@@ -61,3 +61,16 @@ def test_bad_versions_and_dtypes_are_refused(tmp_path):
     with pytest.raises(TypeError, match="dtype"):
         archive.save("v1", 1, {"w": torch.zeros(2, dtype=torch.bfloat16)})
     assert archive.keys() == []
+
+
+def test_users_are_sharded_and_the_flat_layout_is_still_read(tmp_path):
+    archive = AdaptationArchive(str(tmp_path))
+    archive.save("v1", 4097, _params(0))  # 4097 mod 4096 = 1
+    assert (tmp_path / "v1" / "001" / "4097.npz").is_file()
+    legacy = tmp_path / "v1" / "12.npz"  # written by an earlier release: <version>/<user>.npz
+    archive.save("v1", 12, _params(1))
+    (tmp_path / "v1" / "00c" / "12.npz").rename(legacy)
+    assert sorted(archive.keys()) == [("v1", 12), ("v1", 4097)]
+    assert torch.equal(archive.load("v1", 12)["item_bias"], _params(1)["item_bias"])
+    archive.delete("v1", 12)
+    assert not legacy.exists() and archive.load("v1", 12) is None
