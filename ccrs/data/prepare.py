@@ -199,22 +199,35 @@ def _read_dialogs(inputs: RawInputs, skip_bad_lines: bool, progress: bool) -> tu
     return convs, {"dialog_files": per_file, "duplicate_conversations_skipped": duplicates}
 
 
-def build_tables(
-    inputs: RawInputs, cfg: DataConfig, skip_bad_lines: bool = False, progress: bool = True
-) -> tuple[dict[str, pa.Table], dict]:
-    """Everything in memory: parse, link, split; returns the tables and statistics for the manifest."""
-    convs, dialog_stats = _read_dialogs(inputs, skip_bad_lines, progress)
+@dataclass
+class Catalogue:
+    """What every conversation is linked against (built once, before any conversation is turned):
+    the entities (KG nodes + movies without one), each movie's entity, the KG edges and the linker."""
+
+    kg: kgmod.RawKG
+    csv_movies: dict
+    movie_names: dict[int, str]
+    links: dict
+    movie_entity: dict[int, int]
+    entities: pa.Table
+    relation_names: list[str]
+    edges: np.ndarray
+    dropped: object
+    linker: EntityLinker
+
+
+def build_catalogue(inputs: RawInputs, cfg: DataConfig, mentioned_movie_names: dict[int, str]) -> Catalogue:
+    """The catalogue, from the csv movies plus ``mentioned_movie_names`` (every movie a conversation's
+    ``movieMentions`` names, the first name in conversation order: the csv's name wins)."""
     csv_movies = read_movies_csv(inputs.movies_csv)
     kg = kgmod.load_kg(inputs.raw_dir, cfg.kg_format)
     id2entity = load_json(inputs.id2entity) if inputs.id2entity else {}
     if not isinstance(id2entity, dict):
         raise ValueError(f"{inputs.id2entity}: expected an object {{movieId: uri}}")
 
-    # Movies: every csv movie plus any movie named in a conversation's movieMentions.
     movie_names = {mid: m.name for mid, m in csv_movies.items()}
-    for c in convs:
-        for mid, name in c.movie_mentions.items():
-            movie_names.setdefault(mid, name)
+    for mid, name in mentioned_movie_names.items():
+        movie_names.setdefault(mid, name)
     uri_to_id = {u: i for i, u in enumerate(kg.uris)}
     links = link_movies(movie_names, id2entity, uri_to_id, MovieNameIndex(kg.uris, kg.movie_entities))
 
@@ -256,61 +269,64 @@ def build_tables(
         stopwords=DEFAULT_STOPWORDS | {s.lower() for s in cfg.extra_stopwords},
         min_chars=cfg.min_entity_name_chars,
     )
+    return Catalogue(kg, csv_movies, movie_names, links, movie_entity, entities, relation_names, edges, dropped, linker)
 
-    # Conversations → turns → samples.
-    turn_stats = TurnStats()
-    all_turns: dict[str, list[Turn]] = {}
-    for c in tqdm(convs, desc="turns + entity linking", unit=" conv", disable=bar_disabled(progress), leave=False):
-        all_turns[c.conversation_id] = build_turns(c, movie_entity, linker, cfg.item_placeholder, turn_stats)
 
-    by_user: dict[int, list[str]] = defaultdict(list)
-    for c in convs:
-        by_user[c.seeker_id].append(c.conversation_id)
+ROW_TABLES = ("conversations", "turns", "movie_feedback", "rec_samples")
 
-    conv_cols: dict[str, list] = defaultdict(list)
-    turn_cols: dict[str, list] = defaultdict(list)
-    sample_cols: dict[str, list] = defaultdict(list)
-    fb_cols: dict[str, list] = defaultdict(list)
-    for c in convs:
-        turns = all_turns[c.conversation_id]
-        conv_cols["conversation_id"].append(c.conversation_id)
-        conv_cols["seeker_id"].append(c.seeker_id)
-        conv_cols["recommender_id"].append(c.recommender_id)
-        conv_cols["source_file"].append(c.source_file)
-        conv_cols["is_test_side"].append(c.is_test_side)
-        conv_cols["standard_split"].append(
-            splits.standard_role(c.conversation_id, c.is_test_side, cfg.split_seed, cfg.valid_every)
-        )
-        conv_cols["n_turns"].append(len(turns))
-        for t in turns:
-            turn_cols["conversation_id"].append(c.conversation_id)
-            turn_cols["turn_index"].append(t.turn_index)
-            turn_cols["role"].append(t.role)
-            turn_cols["sender_id"].append(t.sender_id)
-            turn_cols["text"].append(t.text)
-            turn_cols["movie_ids"].append(t.movie_ids)
-            turn_cols["item_ids"].append(t.item_ids)
-            turn_cols["entity_ids"].append(t.entity_ids)
-        for mid, (suggested, seen, liked, by) in sorted(c.feedback.items()):
-            if mid not in movie_entity:  # answered about a movie the conversation never names: no entity
-                continue
-            fb_cols["conversation_id"].append(c.conversation_id)
-            fb_cols["movie_id"].append(mid)
-            fb_cols["entity_id"].append(movie_entity[mid])
-            fb_cols["suggested"].append(suggested)
-            fb_cols["seen"].append(seen)
-            fb_cols["liked"].append(liked)
-            fb_cols["answered_by"].append(by)
-        for s in rec_samples(c.conversation_id, c.seeker_id, turns):
-            sample_cols["sample_id"].append(len(sample_cols["sample_id"]))
-            sample_cols["conversation_id"].append(s.conversation_id)
-            sample_cols["user_id"].append(s.user_id)
-            sample_cols["turn_index"].append(s.turn_index)
-            sample_cols["label"].append(s.label)
-            sample_cols["context_entity_ids"].append(s.context_entity_ids)
-            sample_cols["context_entity_turns"].append(s.context_entity_turns)
-            sample_cols["label_in_context"].append(s.label_in_context)
 
+def conversation_rows(c: RawConversation, catalogue: Catalogue, cfg: DataConfig, turn_stats: TurnStats,
+                      cols: dict[str, dict[str, list]]) -> list[Turn]:
+    """Append one conversation's rows to ``cols[table][column]`` for :data:`ROW_TABLES` (rec_samples
+    without ``sample_id``: the running index, given by whoever writes the table); returns its turns."""
+    movie_entity = catalogue.movie_entity
+    turns = build_turns(c, movie_entity, catalogue.linker, cfg.item_placeholder, turn_stats)
+    conv_cols, turn_cols, fb_cols, sample_cols = (cols[t] for t in ROW_TABLES)
+    conv_cols["conversation_id"].append(c.conversation_id)
+    conv_cols["seeker_id"].append(c.seeker_id)
+    conv_cols["recommender_id"].append(c.recommender_id)
+    conv_cols["source_file"].append(c.source_file)
+    conv_cols["is_test_side"].append(c.is_test_side)
+    conv_cols["standard_split"].append(
+        splits.standard_role(c.conversation_id, c.is_test_side, cfg.split_seed, cfg.valid_every)
+    )
+    conv_cols["n_turns"].append(len(turns))
+    for t in turns:
+        turn_cols["conversation_id"].append(c.conversation_id)
+        turn_cols["turn_index"].append(t.turn_index)
+        turn_cols["role"].append(t.role)
+        turn_cols["sender_id"].append(t.sender_id)
+        turn_cols["text"].append(t.text)
+        turn_cols["movie_ids"].append(t.movie_ids)
+        turn_cols["item_ids"].append(t.item_ids)
+        turn_cols["entity_ids"].append(t.entity_ids)
+    for mid, (suggested, seen, liked, by) in sorted(c.feedback.items()):
+        if mid not in movie_entity:  # answered about a movie the conversation never names: no entity
+            continue
+        fb_cols["conversation_id"].append(c.conversation_id)
+        fb_cols["movie_id"].append(mid)
+        fb_cols["entity_id"].append(movie_entity[mid])
+        fb_cols["suggested"].append(suggested)
+        fb_cols["seen"].append(seen)
+        fb_cols["liked"].append(liked)
+        fb_cols["answered_by"].append(by)
+    for smp in rec_samples(c.conversation_id, c.seeker_id, turns):
+        sample_cols["conversation_id"].append(smp.conversation_id)
+        sample_cols["user_id"].append(smp.user_id)
+        sample_cols["turn_index"].append(smp.turn_index)
+        sample_cols["label"].append(smp.label)
+        sample_cols["context_entity_ids"].append(smp.context_entity_ids)
+        sample_cols["context_entity_turns"].append(smp.context_entity_turns)
+        sample_cols["label_in_context"].append(smp.label_in_context)
+    return turns
+
+
+def empty_row_columns() -> dict[str, dict[str, list]]:
+    return {t: defaultdict(list) for t in ROW_TABLES}
+
+
+def tasks_columns(by_user: dict[int, list[str]], cfg: DataConfig) -> dict[str, list]:
+    """The ``tasks`` table: each seeker's fold and support/query conversations (ids in sorted order)."""
     task_cols: dict[str, list] = defaultdict(list)
     for user in sorted(by_user):
         conv_ids = by_user[user]
@@ -322,58 +338,97 @@ def build_tables(
         task_cols["n_conversations"].append(len(conv_ids))
         task_cols["support_conversation_ids"].append(support)
         task_cols["query_conversation_ids"].append(query)
+    return task_cols
 
-    mentioned = Counter(m for ts in all_turns.values() for t in ts for m in t.movie_ids)
-    known_mentions = sum(n for m, n in mentioned.items() if m in movie_entity)
-    kg_linked_mentions = sum(n for m, n in mentioned.items() if m in movie_entity and links[m].entity_id is not None)
-    link_methods = Counter(links[m].method for m in mentioned if m in links)
 
-    tables = {
-        "entities": entities,
+def catalogue_tables(cat: Catalogue) -> dict[str, pa.Table]:
+    """The tables that follow from the catalogue alone: entities, relations, kg_edges, movies."""
+    mids = sorted(cat.movie_names)
+    return {
+        "entities": cat.entities,
         "relations": _table(
             "relations",
             {
-                "id": list(range(len(relation_names))),
-                "name": relation_names,
-                "n_edges": np.bincount(edges[:, 1], minlength=len(relation_names)).tolist(),
+                "id": list(range(len(cat.relation_names))),
+                "name": cat.relation_names,
+                "n_edges": np.bincount(cat.edges[:, 1], minlength=len(cat.relation_names)).tolist(),
             },
         ),
         "kg_edges": pa.Table.from_arrays(
-            [pa.array(edges[:, 0]), pa.array(edges[:, 1]), pa.array(edges[:, 2])], schema=TABLES["kg_edges"]
+            [pa.array(cat.edges[:, 0]), pa.array(cat.edges[:, 1]), pa.array(cat.edges[:, 2])], schema=TABLES["kg_edges"]
         ),
         "movies": _table(
             "movies",
             {
-                "movie_id": sorted(movie_names),
-                "name": [movie_names[m] for m in sorted(movie_names)],
-                "entity_id": [movie_entity[m] for m in sorted(movie_names)],
-                "link_method": [links[m].method for m in sorted(movie_names)],
-                "n_mentions": [csv_movies[m].n_mentions if m in csv_movies else 0 for m in sorted(movie_names)],
+                "movie_id": mids,
+                "name": [cat.movie_names[m] for m in mids],
+                "entity_id": [cat.movie_entity[m] for m in mids],
+                "link_method": [cat.links[m].method for m in mids],
+                "n_mentions": [cat.csv_movies[m].n_mentions if m in cat.csv_movies else 0 for m in mids],
             },
         ),
-        "conversations": _table("conversations", conv_cols),
-        "turns": _table("turns", turn_cols),
-        "tasks": _table("tasks", task_cols),
-        "rec_samples": _table("rec_samples", sample_cols),
-        "movie_feedback": _table("movie_feedback", fb_cols),
     }
-    n_utterances = sum(len(t.entity_ids) for ts in all_turns.values() for t in ts)
-    stats = {
+
+
+def prepare_stats(dialog_stats: dict, cfg: DataConfig, cat: Catalogue, turn_stats: TurnStats, mentioned: Counter,
+                  n_linked_entities: int, n_turns: int) -> dict:
+    """The manifest's ``stats`` (``mentioned``: movie id → mentions in turns; ``n_linked_entities``:
+    linked entities summed over the ``n_turns`` turns)."""
+    movie_entity, links = cat.movie_entity, cat.links
+    known_mentions = sum(n for m, n in mentioned.items() if m in movie_entity)
+    kg_linked_mentions = sum(n for m, n in mentioned.items() if m in movie_entity and links[m].entity_id is not None)
+    link_methods = Counter(links[m].method for m in mentioned if m in links)
+    n_entities = cat.entities.num_rows
+    return {
         **dialog_stats,
         "kg_format": cfg.kg_format,
-        "kg_entities": kg.n_entities,
-        "isolated_item_entities": n_entities - kg.n_entities,
-        "relations_dropped": dropped,
+        "kg_entities": cat.kg.n_entities,
+        "isolated_item_entities": n_entities - cat.kg.n_entities,
+        "relations_dropped": cat.dropped,
         "movie_mentions": turn_stats.movie_mentions,
         "unknown_movie_mentions": turn_stats.unknown_movie_mentions,
         "unknown_movie_ids": sorted(turn_stats.unknown_movie_ids)[:100],
         "movie_mentions_linked_to_kg": kg_linked_mentions,
         "movie_mention_kg_coverage": round(kg_linked_mentions / max(known_mentions, 1), 4),
         "mentioned_movies_by_link_method": dict(sorted(link_methods.items())),
-        "movies_linked_to_kg": sum(1 for m in movie_names if links[m].entity_id is not None),
-        "movies_total": len(movie_names),
+        "movies_linked_to_kg": sum(1 for m in cat.movie_names if links[m].entity_id is not None),
+        "movies_total": len(cat.movie_names),
         "turns_from_foreign_senders": turn_stats.foreign_senders,
-        "linker_surface_forms": linker.n_forms,
-        "linked_entities_per_turn": round(n_utterances / max(len(turn_cols["text"]), 1), 4),
+        "linker_surface_forms": cat.linker.n_forms,
+        "linked_entities_per_turn": round(n_linked_entities / max(n_turns, 1), 4),
     }
+
+
+def build_tables(
+    inputs: RawInputs, cfg: DataConfig, skip_bad_lines: bool = False, progress: bool = True
+) -> tuple[dict[str, pa.Table], dict]:
+    """Everything in memory: parse, link, split; returns the tables and statistics for the manifest.
+    (``ccrs.data.prepare_ray`` builds the same tables from the same pieces, streaming, on Ray Data.)"""
+    convs, dialog_stats = _read_dialogs(inputs, skip_bad_lines, progress)
+    # Movies: every csv movie plus any movie named in a conversation's movieMentions.
+    mentioned_names: dict[int, str] = {}
+    for c in convs:
+        for mid, name in c.movie_mentions.items():
+            mentioned_names.setdefault(mid, name)
+    cat = build_catalogue(inputs, cfg, mentioned_names)
+
+    # Conversations → turns → samples.
+    turn_stats = TurnStats()
+    cols = empty_row_columns()
+    by_user: dict[int, list[str]] = defaultdict(list)
+    mentioned: Counter = Counter()
+    n_linked = 0
+    for c in tqdm(convs, desc="turns + entity linking", unit=" conv", disable=bar_disabled(progress), leave=False):
+        turns = conversation_rows(c, cat, cfg, turn_stats, cols)
+        by_user[c.seeker_id].append(c.conversation_id)
+        mentioned.update(m for t in turns for m in t.movie_ids)
+        n_linked += sum(len(t.entity_ids) for t in turns)
+    cols["rec_samples"]["sample_id"] = list(range(len(cols["rec_samples"]["conversation_id"])))
+
+    tables = {
+        **catalogue_tables(cat),
+        **{name: _table(name, cols[name]) for name in ROW_TABLES},
+        "tasks": _table("tasks", tasks_columns(by_user, cfg)),
+    }
+    stats = prepare_stats(dialog_stats, cfg, cat, turn_stats, mentioned, n_linked, tables["turns"].num_rows)
     return tables, stats

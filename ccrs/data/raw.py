@@ -204,35 +204,38 @@ def read_dialog_file(
         for lineno, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RawDataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-                cid, seeker, rec, messages, mentions = _parse_conversation(obj, where)
-                feedback = parse_feedback(obj, where)
+                convs.append(parse_conversation_line(line, path, test_side, lineno))
             except RawDataError:
                 if not skip_bad_lines:
                     raise
                 report.skipped_lines.append(lineno)
-                continue
-            convs.append(
-                RawConversation(
-                    conversation_id=cid,
-                    seeker_id=seeker,
-                    recommender_id=rec,
-                    messages=messages,
-                    movie_mentions=mentions,
-                    source_file=path.name,
-                    is_test_side=test_side,
-                    line=lineno,
-                    turns_merged=bool(obj.get("_turns_merged", False)),
-                    feedback=feedback,
-                )
-            )
     report.conversations = len(convs)
     return convs, report
+
+
+def parse_conversation_line(line: str, path: Path, test_side: bool, lineno: int) -> RawConversation:
+    """One JSONL line of a dialog file (``path``, line ``lineno``) → a validated conversation, or
+    ``RawDataError('file:line: ...')``."""
+    where = f"{path}:{lineno}"
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RawDataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    cid, seeker, rec, messages, mentions = _parse_conversation(obj, where)
+    feedback = parse_feedback(obj, where)
+    return RawConversation(
+        conversation_id=cid,
+        seeker_id=seeker,
+        recommender_id=rec,
+        messages=messages,
+        movie_mentions=mentions,
+        source_file=path.name,
+        is_test_side=test_side,
+        line=lineno,
+        turns_merged=bool(obj.get("_turns_merged", False)),
+        feedback=feedback,
+    )
 
 
 _TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)\s*$")
