@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -13,44 +14,77 @@ from ccrs.data.dataset import conversation_parts, conversation_splits, user_spli
 PARTS = ("train", "valid", "test")
 
 
-def _split_counts(tables: dict[str, pa.Table], conv_split: dict[str, str], parts: dict[str, str] | None) -> dict:
-    convs = tables["conversations"]
-    seekers = dict(zip(convs.column("conversation_id").to_pylist(), convs.column("seeker_id").to_pylist(), strict=True))
-    turn_counts = Counter(tables["turns"].column("conversation_id").to_pylist())
-    samples = tables["rec_samples"]
-    sample_convs = samples.column("conversation_id").to_pylist()
-    in_ctx = samples.column("label_in_context").to_pylist()
+@dataclass
+class RowCounts:
+    """What the summary needs of the turns and rec_samples tables, per conversation and in all: built
+    from the tables (:meth:`from_tables`) or accumulated while they are streamed (``prepare_ray``)."""
+
+    samples: Counter = field(default_factory=Counter)  # conversation id → rec samples
+    samples_dedup: Counter = field(default_factory=Counter)  # ... whose label is not in the context
+    turns: int = 0
+    rec_samples: int = 0
+    entity_ids: int = 0  # linked entities summed over turns
+    item_ids: int = 0
+
+    @classmethod
+    def from_tables(cls, tables: dict[str, pa.Table]) -> RowCounts:
+        samples = tables["rec_samples"]
+        out = cls()
+        out.add_samples(samples.column("conversation_id").to_pylist(), samples.column("label_in_context").to_pylist())
+        turns = tables["turns"]
+        out.add_turns(turns.num_rows, pc.sum(pc.list_value_length(turns.column("entity_ids"))).as_py() or 0,
+                      pc.sum(pc.list_value_length(turns.column("item_ids"))).as_py() or 0)
+        return out
+
+    def add_samples(self, conversation_ids: list[str], label_in_context: list[bool]) -> None:
+        for c, f in zip(conversation_ids, label_in_context, strict=True):
+            self.samples[c] += 1
+            if not f:
+                self.samples_dedup[c] += 1
+        self.rec_samples += len(conversation_ids)
+
+    def add_turns(self, n: int, entity_ids: int, item_ids: int) -> None:
+        self.turns += n
+        self.entity_ids += entity_ids
+        self.item_ids += item_ids
+
+
+def _split_counts(convs: pa.Table, counts: RowCounts, conv_split: dict[str, str], parts: dict[str, str] | None) -> dict:
+    ids_all = convs.column("conversation_id").to_pylist()
+    seekers = dict(zip(ids_all, convs.column("seeker_id").to_pylist(), strict=True))
+    turn_counts = dict(zip(ids_all, convs.column("n_turns").to_pylist(), strict=True))
     out = {}
     for part in PARTS:
         ids = [c for c, s in conv_split.items() if s == part]
-        idset = set(ids)
         row = {
             "conversations": len(ids),
             "turns": sum(turn_counts[c] for c in ids),
             "users": len({seekers[c] for c in ids}),
-            "rec_samples": sum(1 for c in sample_convs if c in idset),
-            "rec_samples_dedup": sum(1 for c, f in zip(sample_convs, in_ctx, strict=True) if c in idset and not f),
+            "rec_samples": sum(counts.samples[c] for c in ids),
+            "rec_samples_dedup": sum(counts.samples_dedup[c] for c in ids),
         }
         if parts is not None:
-            query = {c for c in ids if parts.get(c) == "query"}
-            row["query_rec_samples"] = sum(1 for c in sample_convs if c in query)
+            row["query_rec_samples"] = sum(counts.samples[c] for c in ids if parts.get(c) == "query")
         out[part] = row
     return out
 
 
-def summarize(tables: dict[str, pa.Table], cfg: DataConfig) -> dict:
+def summarize(tables: dict[str, pa.Table], cfg: DataConfig, counts: RowCounts | None = None) -> dict:
+    """The manifest's summary. ``counts``: the turns/rec_samples aggregates, when those two tables are
+    not in ``tables`` (streamed to storage and never held whole)."""
+    counts = counts or RowCounts.from_tables(tables)
     tasks = tables["tasks"]
     convs = tables["conversations"]
     folds = tasks.column("fold").to_pylist()
     by_user = user_splits(tasks, cfg.fold, cfg.n_folds)
     meta_tasks = Counter(by_user[u] for u, f in zip(tasks.column("user_id").to_pylist(), folds, strict=True) if f >= 0)
-    user = _split_counts(tables, conversation_splits(convs, tasks, "user", cfg.fold, cfg.n_folds), conversation_parts(tasks))
+    user = _split_counts(convs, counts, conversation_splits(convs, tasks, "user", cfg.fold, cfg.n_folds),
+                         conversation_parts(tasks))
     for part in PARTS:
         user[part]["tasks"] = meta_tasks.get(part, 0)
-    standard = _split_counts(tables, conversation_splits(convs, tasks, "standard"), None)
+    standard = _split_counts(convs, counts, conversation_splits(convs, tasks, "standard"), None)
     entities = tables["entities"]
-    turns = tables["turns"]
-    n_turns = max(turns.num_rows, 1)
+    n_turns = max(counts.turns, 1)
     return {
         "user_split": {"fold": cfg.fold, "n_folds": cfg.n_folds, **user},
         "standard_split": standard,
@@ -58,14 +92,14 @@ def summarize(tables: dict[str, pa.Table], cfg: DataConfig) -> dict:
         "users_with_2plus_conversations": sum(1 for f in folds if f >= 0),
         "users_per_fold": [sum(1 for f in folds if f == k) for k in range(cfg.n_folds)],
         "conversations": convs.num_rows,
-        "turns": turns.num_rows,
-        "rec_samples": tables["rec_samples"].num_rows,
+        "turns": counts.turns,
+        "rec_samples": counts.rec_samples,
         "entities": entities.num_rows,
         "items": int(pc.sum(entities.column("is_item")).as_py()),
         "relations": tables["relations"].num_rows,
         "kg_edges": tables["kg_edges"].num_rows,
-        "entities_per_turn": round(pc.sum(pc.list_value_length(turns.column("entity_ids"))).as_py() / n_turns, 3),
-        "movies_per_turn": round(pc.sum(pc.list_value_length(turns.column("item_ids"))).as_py() / n_turns, 3),
+        "entities_per_turn": round(counts.entity_ids / n_turns, 3),
+        "movies_per_turn": round(counts.item_ids / n_turns, 3),
     }
 
 
