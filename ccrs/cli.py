@@ -44,7 +44,14 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)
     raw, origin = resolve_raw_dir(args.raw, allow_download=not args.no_download)
     print(f"raw data: {raw} ({origin})", file=sys.stderr)
-    result = prepare(raw, args.out, cfg.data, skip_bad_lines=args.skip_bad_lines, force=args.force, progress=not args.quiet)
+    if args.engine == "ray":
+        from ccrs.data.prepare_ray import prepare_on_ray
+
+        result = prepare_on_ray(raw, args.out, cfg.data, skip_bad_lines=args.skip_bad_lines, force=args.force,
+                                progress=not args.quiet, split_mb=args.split_mb)
+    else:
+        result = prepare(raw, args.out, cfg.data, skip_bad_lines=args.skip_bad_lines, force=args.force,
+                         progress=not args.quiet)
     if result.skipped:
         print(f"{args.out}: already prepared from the same inputs and config (fingerprint "
               f"{result.manifest['fingerprint'][:12]}); use --force to rebuild", file=sys.stderr)
@@ -323,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad-lines", action="store_true", help="skip malformed dialog lines (counted in the manifest)")
     p.add_argument("--force", action="store_true", help="rebuild even if the published dataset is up to date")
     p.add_argument("--no-download", action="store_true", help="never try to download raw data")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: one process, everything in memory; ray: Ray Data tasks over input splits, tables "
+                        "streamed to storage (raw sets that do not fit one process; same tables)")
+    p.add_argument("--split-mb", type=float, default=32.0, help="--engine ray: MB of dialog JSONL per task")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_config_args(p)
     p.set_defaults(func=_cmd_prepare)
