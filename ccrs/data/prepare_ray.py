@@ -156,6 +156,11 @@ def scan_split(batch: dict) -> pa.Table:
     return pa.Table.from_pydict({k: rows.get(k, []) for k in SCAN_SCHEMA.names}, schema=SCAN_SCHEMA)
 
 
+def _keeps_of(batch: dict) -> list[dict[int, int]]:
+    return [dict(zip(np.asarray(o).tolist(), np.asarray(r).tolist(), strict=True))
+            for o, r in zip(batch["keep_offsets"], batch["keep_ranks"], strict=True)]
+
+
 def _splits_of(batch: dict) -> list[dict]:
     keys = ("file_index", "path", "start", "end")
     n = len(batch["path"])
@@ -163,17 +168,18 @@ def _splits_of(batch: dict) -> list[dict]:
 
 
 # -- stage 2: turn --------------------------------------------------------------------------------------
-def turn_split(batch: dict, catalogue_ref, cfg: DataConfig, keep_ref) -> pa.Table:
-    """Ray Data ``map_batches`` body: one row per kept conversation, its child rows as nested lists."""
+def turn_split(batch: dict, catalogue_ref, cfg: DataConfig) -> pa.Table:
+    """Ray Data ``map_batches`` body: one row per kept conversation, its child rows as nested lists.
+    Each split carries its own kept lines (``keep_offsets`` → ``keep_ranks``, the rank in the sorted
+    order), so a task's memory follows its split, not the data set."""
     cat: Catalogue = _cached(catalogue_ref)
-    keep: dict[tuple[int, int], int] = _cached(keep_ref)  # (file index, offset) → rank in the sorted order
     cols = empty_row_columns()
     ranks, stats = [], TurnStats()
     mentioned: Counter = Counter()
     counts = {t: [] for t in NESTED}
-    for split in _splits_of(batch):
+    for split, keep in zip(_splits_of(batch), _keeps_of(batch), strict=True):
         for offset, raw in split_lines(split):
-            rank = keep.get((split["file_index"], offset))
+            rank = keep.get(offset)
             if rank is None:  # blank, bad or a duplicate
                 continue
             before = {t: len(cols[t]["conversation_id"]) for t in NESTED}
@@ -298,9 +304,15 @@ def prepare_on_ray(raw_dir: str | Path, out_uri: str, cfg: DataConfig | None = N
     small = {**catalogue_tables(cat), "tasks": _table("tasks", tasks_columns(by_user, cfg))}
 
     # 2. turn, sorted into conversation order
-    turned = ray.data.from_items(split_list, override_num_blocks=len(split_list)).map_batches(
+    with_keep = []
+    kf, ko, kr = keep
+    for split in split_list:
+        mine = (kf == split["file_index"]) & (ko >= split["start"]) & ((ko < split["end"]) | (split["end"] < 0))
+        with_keep.append(split | {"keep_offsets": ko[mine], "keep_ranks": kr[mine]})
+    del keep, kf, ko, kr
+    turned = ray.data.from_items(with_keep, override_num_blocks=len(with_keep)).map_batches(
         turn_split, batch_size=1, batch_format="numpy",
-        fn_kwargs={"catalogue_ref": ray.put(cat), "cfg": cfg, "keep_ref": ray.put(keep)}).sort("_rank")
+        fn_kwargs={"catalogue_ref": ray.put(cat), "cfg": cfg}).sort("_rank")
 
     # 3. write (staging), then publish
     staging = out.child(f"_staging-{uuid.uuid4().hex[:12]}")
@@ -362,9 +374,9 @@ def prepare_on_ray(raw_dir: str | Path, out_uri: str, cfg: DataConfig | None = N
 
 
 def _dedupe(scanned: pa.Table, inputs: RawInputs, skip_bad_lines: bool):
-    """The driver's part of stage 1 (module docstring). Returns ``keep`` ((file index, offset) → rank in
-    the sorted order), the kept conversation ids in order, the dialog statistics, the mentioned movie
-    names and the seekers' conversations."""
+    """The driver's part of stage 1 (module docstring). Returns ``keep`` (each kept line's rank in the
+    sorted order, as arrays: file index, offset, rank), the kept conversation ids in order, the dialog
+    statistics, the mentioned movie names and the seekers' conversations."""
     files = inputs.dialog_files
     idx = pc.sort_indices(scanned, [("file_index", "ascending"), ("offset", "ascending")])
     scanned = scanned.take(idx)
@@ -399,7 +411,7 @@ def _dedupe(scanned: pa.Table, inputs: RawInputs, skip_bad_lines: bool):
         kept.append(i)
         per_file[name]["conversations"] += 1
     kept.sort(key=lambda i: splits.conversation_sort_key(cids[i]))
-    keep = {(int(fi[i]), int(off[i])): rank for rank, i in enumerate(kept)}
+    keep = (fi[kept].astype(np.int64), off[kept].astype(np.int64), np.arange(len(kept), dtype=np.int64))
     mention_ids = scanned.column("mention_ids").to_pylist()
     mention_names = scanned.column("mention_names").to_pylist()
     seekers = scanned.column("seeker_id").to_pylist()

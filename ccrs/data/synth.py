@@ -182,7 +182,9 @@ def write_synthetic_raw(out: str | Path, spec: SynthSpec = SynthSpec(), kg_forma
             by_value.setdefault(("genre", g), []).append(m)
     n_test = max(1, int(spec.n_users * spec.test_user_fraction))
     conv_id = 20000
-    files = {"train_data.jsonl": [], "test_data.jsonl": []}
+    # Written as generated (a million conversations never sit in memory).
+    files = {name: open(out / "dialogs" / name, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+             for name in ("train_data.jsonl", "test_data.jsonl")}
     # In the planted/control modes only movies with a KG node are used: the signal lives in the KG.
     in_kg = [m for m in movies if m["movie_id"] not in no_node]
     for u in range(spec.n_users):
@@ -197,7 +199,7 @@ def write_synthetic_raw(out: str | Path, spec: SynthSpec = SynthSpec(), kg_forma
                 own = spec.taste == "planted" and (spec.taste_strength >= 1.0 or rng.random() < spec.taste_strength)
                 rel = relation if own else RELATIONS[rng.randrange(len(RELATIONS))]
                 conv = _hidden_taste_conversation(str(conv_id), seeker, recommender, rel, in_kg, by_value, rng)
-                files["test_data.jsonl" if is_test else "train_data.jsonl"].append(conv)
+                files["test_data.jsonl" if is_test else "train_data.jsonl"].write(json.dumps(conv) + "\n")
             continue
         values = sorted(v for (r, v) in by_value if r == relation)
         value = values[rng.randrange(len(values))]
@@ -208,11 +210,9 @@ def write_synthetic_raw(out: str | Path, spec: SynthSpec = SynthSpec(), kg_forma
             picks = rng.sample(pool, min(4, len(pool)))
             merged = (not is_test) and c % 2 == 0
             conv = _conversation(str(conv_id), seeker, recommender, relation, value, picks, merged, rng)
-            files["test_data.jsonl" if is_test else "train_data.jsonl"].append(conv)
-    for name, convs in files.items():
-        with open(out / "dialogs" / name, "w", encoding="utf-8") as f:
-            for conv in convs:
-                f.write(json.dumps(conv) + "\n")
+            files["test_data.jsonl" if is_test else "train_data.jsonl"].write(json.dumps(conv) + "\n")
+    for f in files.values():
+        f.close()
     (out / "SOURCES.md").write_text(
         f"Synthetic ReDial-schema data written by `ccrs data synth` (seed {spec.seed}). Not real dialogues.\n"
     )
