@@ -10,11 +10,12 @@ warm-up, through ``ccrs.meta.maml.meta_step`` exactly as training runs it:
 
 * ``dense``: ``nn.Embedding`` gradients, Adam over every row, the flat all-reduce of every gradient;
 * ``row_sparse``: ``rec_meta.embedding_gradients=row_sparse`` (``ccrs/meta/row_sparse.py``): row
-  gradients of the entity and user tables, lazy Adam on the touched rows, an all-gather of them.
+  gradients of the entity and user tables, lazy Adam on the touched rows, an all-reduce of the touched rows.
 
 ``allreduce_bytes`` is what one rank contributes to the gradient exchange per step: the flat dense
 vector (``ray_jobs.meta_driver.allreduce_gradients``), plus for ``row_sparse`` the touched rows and
-their int64 ids (``allreduce_row_gradients``; its padding to the largest rank is not counted).
+their int64 ids (``allreduce_row_gradients``, measured here for one rank; with W ranks the rows are
+the union of theirs).
 
 Writes results/scaling_sparse.{json,md}.
 """

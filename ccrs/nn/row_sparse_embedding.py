@@ -33,6 +33,7 @@ class RowGradient:
 
     ids: Tensor  # (k,) int64
     rows: Tensor  # (k, d)
+    num_rows: int = 0  # rows of the whole table
 
     def nbytes(self) -> int:
         return self.ids.numel() * self.ids.element_size() + self.rows.numel() * self.rows.element_size()
@@ -104,5 +105,7 @@ class RowSparseEmbedding(nn.Embedding):
         self._recording, self._pending = None, None
         if out is None:
             w = self.weight
-            return RowGradient(torch.zeros(0, dtype=torch.long, device=w.device), w.new_zeros(0, self.embedding_dim))
+            return RowGradient(torch.zeros(0, dtype=torch.long, device=w.device), w.new_zeros(0, self.embedding_dim),
+                               self.num_embeddings)
+        out.num_rows = self.num_embeddings
         return out

@@ -43,7 +43,7 @@ def test_local_mode_runs_the_loop_in_process(synth_prepared, tmp_path, ray_clust
 def test_two_workers_on_s3_stay_identical_and_learn(synth_prepared, ray_cluster, s3_server, tmp_path):
     storage = "s3://ccrs-test-runs/meta"
     # Meta-SGD on: its learned inner rates are all-reduced like the model (and in the checksum);
-    # row-sparse tables: their rows are all-gathered apart from the dense gradient (allreduce_row_gradients)
+    # row-sparse tables: their touched rows are all-reduced apart from the dense gradient (allreduce_row_gradients)
     assert driver.main(_argv(synth_prepared, storage, "two", 2, 3, "rec_meta.learn_inner_lr=true",
                              "rec_meta.meta_sgd_lr=0.05", "rec_meta.embedding_gradients=row_sparse")) == 0
     s3 = boto3.client("s3")
