@@ -65,6 +65,10 @@ def child(spec: dict) -> dict:
     cfg = load_config(None, ["recommender.history_items=true", *WAYS[spec["way"]]])
     model = Recommender(cfg.recommender, kg, num_users=spec["users"])
     model_mb = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20
+    # what serving archives per adapted user under the history model's meta preset (the adapted tensors:
+    # rec_meta.inner_only=[user_embedding*, item_bias]; ccrs/serving/recommender_service.py)
+    adapted = MAML(model, rec_loss, 1.0, inner_only=("user_embedding*", "item_bias"), outer_only=("entity_embedding*",))
+    adaptation_kb = sum(dict(model.named_parameters())[n].numel() * 4 for n in adapted.inner_names) / 2**10
     rss_model_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     maml = MAML.from_config(model, rec_loss, cfg.rec_meta)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.rec_meta.outer_lr)
@@ -91,7 +95,7 @@ def child(spec: dict) -> dict:
         t0 = time.perf_counter()
         meta_step(maml, ts, opt, cfg.rec_meta.grad_clip, rows=rows)
         elapsed += time.perf_counter() - t0
-    return spec | {"seconds_per_step": elapsed / spec["steps"], "model_mb": model_mb,
+    return spec | {"seconds_per_step": elapsed / spec["steps"], "model_mb": model_mb, "adaptation_kb": adaptation_kb,
                    "rss_after_model_gb": rss_model_gb,
                    "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
@@ -187,14 +191,16 @@ def main() -> int:
 def write_markdown(training: list[dict], archive: list[dict], command: str) -> None:
     md = ["# What a growing user base costs (10k → 1M users)", "", f"    {command}", "",
           "Training: ccrs + history copy term, one second-order meta-step of 8 users × 8 samples (16 history "
-          "entities each), real-size synthetic KG, 2 threads. Model MB = the state dict a serving replica loads.", "",
-          "| users | way | s / meta-step | model MB | peak RSS GB |", "|---:|---|---:|---:|---:|"]
+          "entities each), real-size synthetic KG, 2 threads. Model MB = the state dict a serving replica loads; "
+          "adaptation KB = what serving archives per adapted user (the adapted tensors under the history model's "
+          "meta preset: the user table and the item bias).", "",
+          "| users | way | s / meta-step | model MB | adaptation KB / user | peak RSS GB |", "|---:|---|---:|---:|---:|---:|"]
     for r in training:
         if "error" in r:
-            md.append(f"| {r['users']:,} | {r['way']} | {r['error'][:60]} | | |")
+            md.append(f"| {r['users']:,} | {r['way']} | {r['error'][:60]} | | | |")
             continue
         md.append(f"| {r['users']:,} | {r['way']} | {r['seconds_per_step']:.3f} | {r['model_mb']:.0f} | "
-                  f"{r['peak_rss_gb']:.2f} |")
+                  f"{r['adaptation_kb']:,.0f} | {r['peak_rss_gb']:.2f} |")
     md += ["", "Serving archive (local, sharded `<version>/<user mod 4096>/<user>.npz`), one history per user:", "",
            "| users | files / folder | lookup median ms | lookup p99 ms | put median ms | bytes / user |",
            "|---:|---:|---:|---:|---:|---:|"]

@@ -146,7 +146,7 @@ class EncoderProbe(nn.Module):
         model = self.model
         nb = model.neighbourhoods(batch)
         x = model.entity_embedding(nb.node_ids)  # (N, d)
-        users = model.user_embedding(batch.users)  # (B, user_dim); eval mode: no user dropout
+        users = model.user_embedding(model.table_rows(batch.users))  # (B, user_dim); eval mode: no user dropout
         layers, gammas = [], []
         for conv in model.encoder:
             gamma_u = conv.user_gamma(users) if conv.use_user else x.new_ones(users.size(0), conv.num_relations,

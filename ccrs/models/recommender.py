@@ -76,8 +76,11 @@ class Recommender(nn.Module):
         self.register_buffer("entity_to_item_index", kg.entity_to_item(), persistent=False)
         self.entity_embedding = RowSparseEmbedding(kg.num_entities, d)
         nn.init.normal_(self.entity_embedding.weight, std=d**-0.5)
-        self.user_embedding = RowSparseEmbedding(num_users + 1, cfg.user_dim)  # row 0 = cold start
+        # row 0 = cold start; without the user table (user_table=false) it is the only row: the model
+        # holds no per-user state, whatever the user count (results/scaling_users.md)
+        self.user_embedding = RowSparseEmbedding(num_users + 1 if cfg.user_table else 1, cfg.user_dim)
         nn.init.normal_(self.user_embedding.weight, std=cfg.user_dim**-0.5)
+        self._register_load_state_dict_pre_hook(_keep_cold_start_row_only, with_module=True)
         if self.variant == "kbrd":
             self.encoder = nn.ModuleList(
                 RGCNConv(d, d, kg.num_relations, num_bases=cfg.n_bases) for _ in range(cfg.n_layers)
@@ -124,6 +127,10 @@ class Recommender(nn.Module):
             if i < len(self.encoder) - 1:
                 x = self.dropout(F.relu(x))
         return x
+
+    def table_rows(self, users: Tensor) -> Tensor:
+        """The user-table rows of ``users`` (user indices): themselves, or row 0 without a user table."""
+        return users if self.cfg.user_table else torch.full_like(users, COLD_START_USER)
 
     def _user_rows(self, batch: RecBatch) -> Tensor:
         """The user row each sample reads (B,): its own, or the cold-start row under user dropout (or
@@ -254,7 +261,7 @@ class Recommender(nn.Module):
         the heads of each layer: ``(U, L, R)``; ``None`` for ``kbrd`` (no user-guided attention)."""
         if self.variant == "kbrd":
             return None
-        emb = self.user_embedding(users)  # (U, user_dim)
+        emb = self.user_embedding(self.table_rows(users))  # (U, user_dim)
         return torch.stack([conv.user_gamma(emb).mean(-1) for conv in self.encoder], dim=1)
 
     def item_table(self, encoded: Tensor | None = None) -> Tensor:
@@ -315,8 +322,15 @@ class Recommender(nn.Module):
         r"""Mean squared user term :math:`z` of Eq. 2 over the distinct ``users`` and every layer
         (:meth:`UserRelationalConv.gamma_penalty`): a regulariser that keeps the user-guided weight
         out of saturation, so the user row keeps a gradient for the inner loop to follow."""
-        emb = self.user_embedding(torch.unique(users))
+        emb = self.user_embedding(torch.unique(self.table_rows(users)))
         return torch.stack([conv.gamma_penalty(emb) for conv in self.encoder]).mean()
+
+
+def _keep_cold_start_row_only(module: Recommender, state_dict: dict, prefix: str, *args) -> None:
+    """Checkpoints written before ``user_table=false`` kept one row per user (never read): keep row 0."""
+    key = prefix + "user_embedding.weight"
+    if not module.cfg.user_table and key in state_dict and state_dict[key].size(0) > 1:
+        state_dict[key] = state_dict[key][:1]
 
 
 def _history_groups(rows: Tensor, batch: RecBatch) -> Tensor:

@@ -299,7 +299,9 @@ class RecommenderService:
                 "no recommendation sample in these conversations: no recommender turn names a known movie")
         with torch.enable_grad():
             params = self.maml.adapt(support, create_graph=False)
-        return {k: v.detach() for k, v in params.items()}, len(support.labels)
+        # Only what the inner loop changed: the rest is the model's own (functional_call takes a partial
+        # dict), so an archived adaptation is the adapted tensors, not a copy of the whole model.
+        return {k: params[k].detach() for k in self.maml.inner_names}, len(support.labels)
 
     def adapt(self, user_id: int, conversations: list[Turns]) -> int:
         """:meth:`adaptation` kept in this service's LRU cache, the conversations remembered as the

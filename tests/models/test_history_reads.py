@@ -76,6 +76,14 @@ def test_without_a_user_table_known_and_unknown_users_are_treated_alike(data):
     model = _model(kg, users, parts, user_table=False, history_user=True).eval()
     stranger = replace(batch, users=torch.zeros_like(batch.users))
     assert torch.allclose(model(batch), model(stranger))
+    # no per-user state: one row (the cold start), whatever the user count; an older checkpoint that
+    # kept one never-read row per user still loads
+    assert model.user_embedding.weight.size(0) == 1
+    old = dict(model.state_dict())
+    old["user_embedding.weight"] = torch.cat([old["user_embedding.weight"], torch.randn(len(users), 8)])
+    model.load_state_dict(old)
+    assert torch.allclose(model(batch), model(stranger))
+    assert model.relation_weights(batch.users).shape[0] == batch.users.numel()
 
 
 def test_a_batch_without_history_scores_as_an_empty_history(data):

@@ -53,6 +53,8 @@ def test_adaptation_changes_that_user_only_and_the_cache_is_bounded(svc, synth_p
     turns = [("seeker", f"I like {a}")]
     before = svc.recommend([Query(u, turns) for u in users[:2]])
     past = [[("seeker", f"I enjoyed {a}"), ("recommender", f"then watch {b}"), ("recommender", f"or {c}")]] * 3
+    params, _ = svc.adaptation(users[0], past)
+    assert sorted(params) == sorted(svc.maml.inner_names)  # only the adapted tensors, not a model copy
     assert svc.adapt(users[0], past) == 6
     after = svc.recommend([Query(u, turns) for u in users[:2]])
     assert after[0].adapted and not after[1].adapted
