@@ -167,11 +167,64 @@ def write_markdown(out: dict) -> None:
            f"row_sparse **{r.get('row_sparse_largest_over_1x', float('nan')):.2f}×** (goal ≤ 1.3×).",
            "Dense over row_sparse at each scale: " + ", ".join(
                f"{k.split('_at_')[1]} {v:.2f}×" for k, v in r.items() if k.startswith("dense_over")) + ".", ""]
+    md += projection(steps)
     if out.get("valid"):
         md += ["## Valid NDCG@10 on the real data (fold 0)", "", out["valid"], ""]
     md.append("Read with `docs/scaling.md`; the update itself: `ccrs/meta/row_sparse.py`.")
     (RESULTS / "scaling_sparse.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
+
+
+LINK_BYTES_PER_S = 1.25e9  # 10 Gb/s
+DENSE_REMAINDER = 1.4e6  # bytes of the gradients outside the embedding tables (encoder, item bias, ...)
+
+
+def projection(steps: list[dict], users_per_worker: int = 8) -> list[str]:
+    """users/s for N data-parallel workers from the measured step and exchange terms (docs/scaling.md):
+    N·b / (t_step / (1 − idle) + t_comm). Dense: a ring all-reduce of every gradient, 2·G·(N−1)/N.
+    Row-sparse: the ids all-gathered (N·k·8 bytes) and a ring all-reduce of the union of the rows the
+    N·b users touched, items + N·b·r (r = rows per user beyond the items, measured), dense once the
+    union is half the table. ``idle``: the worker idle share measured at 2 workers (bench_meta_train)."""
+    idle = 0.0
+    bench = RESULTS / "bench_meta_train.json"
+    if bench.is_file():
+        idle = json.loads(bench.read_text()).get("worker_idle_share", {}).get("ray_2_cost", {}).get("mean", 0.0)
+    ok = {(s["path"], s["kg_scale"]): s for s in steps if "error" not in s}
+    scales = sorted({k[1] for k in ok})
+    if not scales:
+        return []
+    lines = ["## Projection to N workers (10 Gb/s links, 8 users per worker)", "",
+             f"users/s = N·8 / (measured step / (1 − {idle:.1%} idle, from 2 workers) + exchange); the exchange terms in "
+             "`projection()` of this benchmark and in `docs/scaling.md`.", "",
+             "| KG × | path | 1 worker | 8 workers | 64 workers | exchange s at 64 |", "|---:|---|---:|---:|---:|---:|"]
+    for scale in (scales[0], scales[-1]):
+        for path in ("dense", "row_sparse"):
+            s = ok.get((path, scale))
+            if s is None:
+                continue
+            n, b = s["entities"], users_per_worker
+            dense_bytes = ok[("dense", scale)]["allreduce_bytes"] if ("dense", scale) in ok else s["allreduce_bytes"]
+            cells, last = [], 0.0
+            for workers in (1, 8, 64):
+                if workers == 1:
+                    comm = 0.0
+                elif path == "dense":
+                    comm = 2 * dense_bytes * (workers - 1) / workers / LINK_BYTES_PER_S
+                else:
+                    k = s["rows_touched_per_step"]
+                    per_user = max(k - ITEMS, 0) / b
+                    union = min(n, ITEMS + workers * b * per_user)
+                    if 2 * union >= n:
+                        comm = 2 * dense_bytes * (workers - 1) / workers / LINK_BYTES_PER_S
+                    else:
+                        d = (s["allreduce_bytes"] - DENSE_REMAINDER) / k - 8  # bytes per row
+                        comm = (workers * k * 8 + 2 * (DENSE_REMAINDER + union * d) * (workers - 1) / workers) \
+                            / LINK_BYTES_PER_S
+                wait = idle if workers > 1 else 0.0
+                cells.append(workers * b / (s["seconds_per_step"] / (1 - wait) + comm))
+                last = comm
+            lines.append(f"| {scale:g} | {path} | " + " | ".join(f"{c:.1f}" for c in cells) + f" | {last:.3f} |")
+    return lines + [""]
 
 
 def ratios(steps: list[dict]) -> dict:
