@@ -80,7 +80,11 @@ def main() -> int:
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--local-max", type=int, default=100_000, help="largest size the local engine is run at")
     ap.add_argument("--split-mb", type=float, default=32.0)
+    ap.add_argument("--engines", default="local,ray,ray_s3", help="which engines to run")
+    ap.add_argument("--merge", action="store_true",
+                    help="add these rows to results/prepare_scale.json (replacing the same engine and size)")
     args = ap.parse_args()
+    engines = set(args.engines.split(","))
     sizes = [int(x) for x in args.sizes.split(",")]
     s3_env = None
     rows = []
@@ -92,6 +96,7 @@ def main() -> int:
             runs.insert(0, ("local", f"/tmp/ccrs_prepared_local_{n}"))
         if n in (sizes[0], sizes[-1]):
             runs.append(("ray_s3", f"s3://ccrs-prepare-scale/prepared_{n}"))
+        runs = [(e, o) for e, o in runs if e in engines]
         for engine, out in runs:
             env = dict(os.environ)
             if engine == "ray_s3":
@@ -111,8 +116,15 @@ def main() -> int:
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     command = "python benchmarks/prepare_scale.py " + " ".join(sys.argv[1:])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "prepare_scale.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
-    write_markdown(rows, command)
+    commands = [command]
+    if args.merge and (RESULTS / "prepare_scale.json").is_file():
+        old = json.loads((RESULTS / "prepare_scale.json").read_text())
+        new_keys = {(r["engine"], r["conversations"]) for r in rows}
+        rows = [r for r in old["rows"] if (r["engine"], r["conversations"]) not in new_keys] + rows
+        rows.sort(key=lambda r: (r["conversations"], ["local", "ray", "ray_s3"].index(r["engine"])))
+        commands = old.get("commands", [old.get("command")]) + [command]
+    (RESULTS / "prepare_scale.json").write_text(json.dumps({"commands": commands, "rows": rows}, indent=2) + "\n")
+    write_markdown(rows, commands)
     return 0
 
 
@@ -145,8 +157,8 @@ def manifest_rows(out: str, env: dict) -> dict:
                 os.environ[k] = v
 
 
-def write_markdown(rows: list[dict], command: str) -> None:
-    md = ["# `ccrs data prepare` against size: local engine vs Ray Data", "", f"    {command}", "",
+def write_markdown(rows: list[dict], commands: list[str]) -> None:
+    md = ["# `ccrs data prepare` against size: local engine vs Ray Data", "", *(f"    {c}" for c in commands), "",
           "Synthetic raw sets (`ccrs data synth`, 4 conversations per user), 2-core machine; the Ray runs start their "
           "own local Ray. Peak driver RSS = the `ccrs` process; peak tree PSS = it and every descendant (Ray's "
           "processes, workers, the object store counted once).", "",
