@@ -33,27 +33,16 @@ spec = json.loads(sys.argv[1])
 torch.manual_seed(0); rng = np.random.default_rng(0)
 torch.set_num_threads(spec["threads"])
 from ccrs.config import load_config
-from ccrs.data.rec_examples import KnowledgeGraph, RecBatch
+from ccrs.data.rec_examples import RecBatch
 from ccrs.meta.maml import MAML, MetaTask, meta_step
 from ccrs.meta.rec_tasks import rec_loss
 from ccrs.models.recommender import Recommender
 
-deg = np.load(spec["degrees"]) if spec["degrees"] else np.maximum(1, rng.lognormal(1.2, 1.0, 31874).astype(int))
-n = int(len(deg) * spec["scale"])
-d = rng.choice(deg, size=n)  # the real degree distribution, n nodes
-stubs = np.repeat(np.arange(n), d)
-rng.shuffle(stubs)
-half = len(stubs) // 2
-a, b = stubs[:half], stubs[half: 2 * half]
-keep = a != b
-a, b = a[keep], b[keep]
-rel = rng.integers(0, 13, size=a.size)
-loops = np.arange(n)
-head = np.concatenate([a, b, loops]); tail = np.concatenate([b, a, loops])
-etype = np.concatenate([rel, rel, np.full(n, 13)])
-n_items = spec.get("items") or int(0.214 * n)
-items = torch.from_numpy(np.sort(rng.choice(n, size=n_items, replace=False)))
-kg = KnowledgeGraph(torch.from_numpy(np.stack([head, tail])), torch.from_numpy(etype), n, 14, items, [""] * n)
+sys.path.insert(0, spec["benchmarks"])
+from synthetic_kg import synthetic_kg
+kg = synthetic_kg(np.load(spec["degrees"]) if spec["degrees"] else None, spec["scale"], spec.get("items"), rng)
+n, n_items = kg.num_entities, kg.num_items
+head = kg.edge_index[0].numpy()
 cfg = load_config(None, [f"recommender.n_layers={spec['layers']}"])
 model = Recommender(cfg.recommender, kg, num_users=spec["users"] + 1)
 maml = MAML.from_config(model, rec_loss, cfg.rec_meta)
@@ -128,7 +117,7 @@ def main() -> int:
         np.save(degrees, np.maximum(deg, 0))  # undirected degree = stubs per node (edges are stored both ways)
     rows = []
     for axis, spec in points(args.quick):
-        spec = spec | {"steps": args.steps, "degrees": degrees, "axis": axis}
+        spec = spec | {"steps": args.steps, "degrees": degrees, "axis": axis, "benchmarks": str(Path(__file__).parent)}
         proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         row = json.loads(lines[-1]) if lines else spec | {"error": f"exit {proc.returncode}: {proc.stderr[-400:]}"}

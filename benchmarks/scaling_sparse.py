@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -119,24 +118,15 @@ def main() -> int:
         write_markdown(json.loads((RESULTS / "scaling_sparse.json").read_text()))
         return 0
     sys.path.insert(0, str(Path(__file__).parent))
-    import numpy as np
-    from synthetic_kg import real_degrees
+    from synthetic_kg import degrees_file, run_child
 
-    degrees = ""
-    deg = real_degrees(args.prepared)
-    if deg is not None:
-        degrees = "/tmp/ccrs_scaling_degrees.npy"
-        np.save(degrees, deg)
+    degrees = degrees_file(args.prepared)
     steps = []
     for scale in [float(x) for x in args.scales.split(",")]:
         for path in ("dense", "row_sparse"):
             spec = {"path": path, "kg_scale": scale, "scale": scale, "users": 8, "samples": 8, "context": 8,
                     "steps": args.steps, "threads": args.threads, "degrees": degrees}
-            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
-                                  text=True, cwd=ROOT)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            row = json.loads(lines[-1]) if lines else spec | {"error": f"exit {proc.returncode}: {proc.stderr[-600:]}"}
-            row.pop("degrees", None)
+            row = run_child(__file__, spec, ROOT)
             steps.append(row)
             print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     command = "python benchmarks/scaling_sparse.py " + " ".join(sys.argv[1:])

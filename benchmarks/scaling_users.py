@@ -28,7 +28,6 @@ import json
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -157,24 +156,15 @@ def main() -> int:
         print(json.dumps(child(json.loads(args.child))), flush=True)
         return 0
     sys.path.insert(0, str(Path(__file__).parent))
-    import numpy as np
-    from synthetic_kg import real_degrees
+    from synthetic_kg import degrees_file, run_child
 
-    degrees = ""
-    deg = real_degrees(args.prepared)
-    if deg is not None:
-        degrees = "/tmp/ccrs_scaling_degrees.npy"
-        np.save(degrees, deg)
+    degrees = degrees_file(args.prepared)
     sizes = [int(x) for x in args.users.split(",")]
     training, archive = [], []
     for users in sizes:
         for way in WAYS:
             spec = {"way": way, "users": users, "steps": args.steps, "threads": args.threads, "degrees": degrees}
-            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
-                                  text=True, cwd=ROOT)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            row = json.loads(lines[-1]) if lines else spec | {"error": f"exit {proc.returncode}: {proc.stderr[-600:]}"}
-            row.pop("degrees", None)
+            row = run_child(__file__, spec, ROOT)
             training.append(row)
             print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     for users in sizes:

@@ -45,3 +45,27 @@ def real_degrees(prepared: str) -> np.ndarray | None:
     from ccrs.data.dataset import PreparedDataset
 
     return np.maximum(PreparedDataset.open(prepared).table("entities").column("degree").to_numpy(), 0)
+
+
+def degrees_file(prepared: str, path: str = "/tmp/ccrs_scaling_degrees.npy") -> str:
+    """:func:`real_degrees` saved for child processes: the file's path, or "" without a prepared set."""
+    deg = real_degrees(prepared)
+    if deg is None:
+        return ""
+    np.save(path, deg)
+    return path
+
+
+def run_child(script: str, spec: dict, cwd) -> dict:
+    """``python script --child JSON`` in a fresh process (its peak RSS is its own): the last JSON line it
+    prints, or ``spec`` with an ``error``."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, script, "--child", json.dumps(spec)], capture_output=True, text=True,
+                          cwd=cwd)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    row = json.loads(lines[-1]) if lines else spec | {"error": f"exit {proc.returncode}: {proc.stderr[-600:]}"}
+    row.pop("degrees", None)
+    return row

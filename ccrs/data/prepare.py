@@ -115,37 +115,70 @@ def prepare(
     """Build and publish the prepared dataset; see the module docstring for the guarantees."""
     cfg = cfg or DataConfig()
     t0 = time.perf_counter()
-    inputs = locate_inputs(Path(raw_dir), cfg.kg_format)
-    rel = {p: str(p.relative_to(inputs.raw_dir)) for p in inputs.all_files()}
-    source_hashes = {rel[p]: sha256_file(p) for p in tqdm(inputs.all_files(), desc="hash sources", disable=bar_disabled(progress), leave=False)}
-    fingerprint = _fingerprint(source_hashes, cfg)
-
-    out = storage.resolve(out_uri)
-    if out.is_s3:
-        storage.ensure_bucket(out.uri)
-    manifest_loc = out.child(MANIFEST)
-    if not force and storage.exists(manifest_loc):
-        old = json.loads(storage.read_bytes(manifest_loc))
-        if old.get("fingerprint") == fingerprint and all(
-            storage.exists(out.child(t["file"])) for t in old.get("tables", {}).values()
-        ):
-            return PrepareResult(old, skipped=True, seconds=time.perf_counter() - t0)
+    start = start_preparation(raw_dir, out_uri, cfg, force, progress)
+    if start.published is not None:
+        return PrepareResult(start.published, skipped=True, seconds=time.perf_counter() - t0)
+    inputs, out = start.inputs, start.out
 
     tables, stats = build_tables(inputs, cfg, skip_bad_lines, progress)
-    manifest = {
-        "format": "ccrs-prepared-dataset",
-        "schema_version": SCHEMA_VERSION,
-        "fingerprint": fingerprint,
-        "raw_dir_name": inputs.raw_dir.name,
-        "sources": source_hashes,
-        "split_seed": cfg.split_seed,
-        "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
-        "item_placeholder": cfg.item_placeholder,
-        "stats": stats,
-    }
+    manifest = start.manifest_head(cfg, stats)
     manifest["summary"] = summarize(tables, cfg)
     manifest = publish(out, tables, manifest, progress)
     return PrepareResult(manifest, skipped=False, seconds=time.perf_counter() - t0)
+
+
+@dataclass
+class PreparationStart:
+    """What both engines establish before building anything: the inputs, their hashes, the output
+    location, and the published manifest when it is already up to date (then nothing is built)."""
+
+    inputs: RawInputs
+    source_hashes: dict[str, str]
+    fingerprint: str
+    out: storage.Location
+    published: dict | None
+
+    def manifest_head(self, cfg: DataConfig, stats: dict) -> dict:
+        return {
+            "format": "ccrs-prepared-dataset",
+            "schema_version": SCHEMA_VERSION,
+            "fingerprint": self.fingerprint,
+            "raw_dir_name": self.inputs.raw_dir.name,
+            "sources": self.source_hashes,
+            "split_seed": cfg.split_seed,
+            "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
+            "item_placeholder": cfg.item_placeholder,
+            "stats": stats,
+        }
+
+
+def start_preparation(raw_dir: str | Path, out_uri: str, cfg: DataConfig, force: bool,
+                      progress: bool) -> PreparationStart:
+    """Locate and hash the inputs, resolve the output (creating an S3 bucket), and find whether the
+    published dataset is already up to date (unless ``force``)."""
+    inputs = locate_inputs(Path(raw_dir), cfg.kg_format)
+    files = inputs.all_files()
+    source_hashes = {str(p.relative_to(inputs.raw_dir)): sha256_file(p)
+                     for p in tqdm(files, desc="hash sources", disable=bar_disabled(progress), leave=False)}
+    fingerprint = _fingerprint(source_hashes, cfg)
+    out = storage.resolve(out_uri)
+    if out.is_s3:
+        storage.ensure_bucket(out.uri)
+    published = None if force else published_manifest(out, fingerprint)
+    return PreparationStart(inputs, source_hashes, fingerprint, out, published)
+
+
+def published_manifest(out: storage.Location, fingerprint: str) -> dict | None:
+    """The manifest at ``out`` if it was built from the same inputs and config and its tables are all
+    there (preparing again would change nothing), else None."""
+    manifest_loc = out.child(MANIFEST)
+    if not storage.exists(manifest_loc):
+        return None
+    old = json.loads(storage.read_bytes(manifest_loc))
+    if old.get("fingerprint") == fingerprint and all(
+            storage.exists(out.child(t["file"])) for t in old.get("tables", {}).values()):
+        return old
+    return None
 
 
 def publish(out: storage.Location, tables: dict[str, pa.Table], manifest: dict, progress: bool = True) -> dict:

@@ -27,7 +27,6 @@ Line numbers are counted only for bad lines (a split does not know where it star
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import json
@@ -50,18 +49,17 @@ from ccrs.data.prepare import (
     Catalogue,
     PrepareResult,
     RawInputs,
-    _fingerprint,
     _table,
     build_catalogue,
     catalogue_tables,
     conversation_rows,
     empty_row_columns,
-    locate_inputs,
     prepare_stats,
+    start_preparation,
     tasks_columns,
 )
-from ccrs.data.raw import RawDataError, is_test_side, parse_conversation_line, sha256_file
-from ccrs.data.schema import SCHEMA_VERSION, TABLES
+from ccrs.data.raw import RawDataError, is_test_side, parse_conversation_line
+from ccrs.data.schema import TABLES
 from ccrs.data.summary import RowCounts, summarize
 from ccrs.data.turns import TurnStats
 
@@ -274,18 +272,10 @@ def prepare_on_ray(raw_dir: str | Path, out_uri: str, cfg: DataConfig | None = N
 
     cfg = cfg or DataConfig()
     t0 = time.perf_counter()
-    inputs = locate_inputs(Path(raw_dir), cfg.kg_format)
-    source_hashes = {str(p.relative_to(inputs.raw_dir)): sha256_file(p) for p in inputs.all_files()}
-    fingerprint = _fingerprint(source_hashes, cfg)
-    out = storage.resolve(out_uri)
-    if out.is_s3:
-        storage.ensure_bucket(out.uri)
-    manifest_loc = out.child(MANIFEST)
-    if not force and storage.exists(manifest_loc):
-        old = json.loads(storage.read_bytes(manifest_loc))
-        if old.get("fingerprint") == fingerprint and all(
-                storage.exists(out.child(t["file"])) for t in old.get("tables", {}).values()):
-            return PrepareResult(old, skipped=True, seconds=time.perf_counter() - t0)
+    start = start_preparation(raw_dir, out_uri, cfg, force, progress)
+    if start.published is not None:
+        return PrepareResult(start.published, skipped=True, seconds=time.perf_counter() - t0)
+    inputs, out = start.inputs, start.out
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
     ctx = ray.data.DataContext.get_current()
@@ -356,13 +346,8 @@ def prepare_on_ray(raw_dir: str | Path, out_uri: str, cfg: DataConfig | None = N
         for name, w in writers.items():
             digest, size = _digest(w.loc)
             entries[name] = {"file": f"{name}.parquet", "rows": w.rows, "sha256": digest, "bytes": size}
-        manifest = {
-            "format": "ccrs-prepared-dataset", "schema_version": SCHEMA_VERSION, "fingerprint": fingerprint,
-            "raw_dir_name": inputs.raw_dir.name, "sources": source_hashes, "split_seed": cfg.split_seed,
-            "config": json.loads(json.dumps(dataclasses.asdict(cfg))), "item_placeholder": cfg.item_placeholder,
-            "stats": stats, "engine": "ray",
-            "summary": summarize({**small, "conversations": conversations}, cfg, counts),
-        }
+        manifest = start.manifest_head(cfg, stats) | {
+            "engine": "ray", "summary": summarize({**small, "conversations": conversations}, cfg, counts)}
         storage.delete(out.child(MANIFEST))
         for name in sorted(entries):
             storage.move(staging.child(f"{name}.parquet"), out.child(f"{name}.parquet"))
