@@ -172,7 +172,7 @@ def write_markdown(rows: list[dict], commands: list[str]) -> None:
         md.append(f"| {r['engine']} | {r['conversations']:,} | {r['raw_mb']:.0f} | {r['seconds']:.0f} | "
                   f"{r['conversations'] / r['seconds']:,.0f} | {r['peak_driver_rss_gb']:.2f} | "
                   f"{r['peak_tree_pss_gb']:.2f} | {r['rows']['turns']:,} | {r['rows']['rec_samples']:,} |")
-    md += ["", "Read with `docs/scaling.md`."]
+    md += ["", "![curves](prepare_scale.png) (`python benchmarks/plot_scaling.py`)", "", "Read with `docs/scaling.md`."]
     (RESULTS / "prepare_scale.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

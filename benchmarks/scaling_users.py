@@ -197,7 +197,7 @@ def write_markdown(training: list[dict], archive: list[dict], command: str) -> N
     for a in archive:
         md.append(f"| {a['users']:,} | {a['files_per_folder']:.0f} | {a['lookup_median_ms']:.3f} | "
                   f"{a['lookup_p99_ms']:.3f} | {a['put_median_ms']:.3f} | {a['bytes_per_user']:,} |")
-    md += ["", "Read with `docs/scaling.md`."]
+    md += ["", "![curves](scaling_users.png) (`python benchmarks/plot_scaling.py`)", "", "Read with `docs/scaling.md`."]
     (RESULTS / "scaling_users.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
