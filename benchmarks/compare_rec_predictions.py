@@ -5,8 +5,9 @@
         ccrs_meta=runs/real/ray/rec-meta-softmax-e2-fold0/eval/test_predictions.parquet \\
         --compare ccrs_meta:kbrd --save results/customization_fold0
 
-Each argument is ``NAME=PARQUET`` (the ``*_predictions.parquet`` every trainer writes). Rows are
-compared on all samples and on the dedup samples (label not mentioned before).
+Each argument is ``NAME=PARQUET`` (the ``*_predictions.parquet`` every trainer writes), or
+``NAME=P1,P2,...`` to pool several (e.g. the folds of a user split). Rows are compared on all samples
+and on the dedup samples (label not mentioned before).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import argparse
 import json
 import shlex
 import sys
+
+import pyarrow as pa
 
 from ccrs import storage
 from ccrs.eval.rec_evaluator import RecPredictions
@@ -37,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     preds = {}
     for item in args.rows:
-        name, _, path = item.partition("=")
-        preds[name] = RecPredictions.from_table(storage.read_parquet(storage.resolve(path)))
+        name, _, paths = item.partition("=")
+        tables = [storage.read_parquet(storage.resolve(p)) for p in paths.split(",")]
+        preds[name] = RecPredictions.from_table(pa.concat_tables(tables))
     pairs = [tuple(p.split(":")) for p in args.compare.split(",") if p]
     report = {"command": "python benchmarks/compare_rec_predictions.py " + shlex.join(sys.argv[1:] if argv is None
                                                                                       else argv),
