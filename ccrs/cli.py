@@ -224,7 +224,7 @@ def _cmd_eval_rec(args: argparse.Namespace) -> int:
 
 
 def _cmd_diagnose_rec(args: argparse.Namespace) -> int:
-    from ccrs.eval.personalization import diagnose_checkpoint, format_markdown, save
+    from ccrs.experiments.personalization import diagnose_checkpoint, format_markdown, save
 
     factors = [float(f) for f in args.factors.split(",") if f.strip()]
     if any(f < 0 for f in factors):

@@ -46,7 +46,7 @@ def _plain_results(plain_runs: str, models: list[str], folds: list[int]) -> dict
 
 def _unadapted(root, name: str, meta_result: dict, prepared: str, fold: int) -> dict:
     """The β = 0 predictions of ``name``'s best meta checkpoint on its test users (written once, reused)."""
-    from ccrs.eval.personalization import unadapted_predictions
+    from ccrs.experiments.personalization import unadapted_predictions
 
     out = root.child(name, "eval_beta0")
     if not storage.exists(out.child("test_metrics.json")):
@@ -58,7 +58,7 @@ def _unadapted(root, name: str, meta_result: dict, prepared: str, fold: int) -> 
 
 def _rank_shift(results: dict[RunSpec, dict], model: str, folds: list[int]) -> dict:
     """Pooled over ``folds``: how far adaptation moves the labels' ranks (adapted vs β = 0)."""
-    from ccrs.eval.personalization import compare_predictions
+    from ccrs.eval.rec_comparison import compare_predictions
     from ccrs.meta.rec_tasks import concat_predictions
 
     def pooled(row: str):

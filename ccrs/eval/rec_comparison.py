@@ -10,11 +10,14 @@ one user are not independent.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 
 from ccrs.eval.rec_evaluator import RecPredictions
 from ccrs.eval.rec_metrics import metrics_from_ranks, per_sample_metrics
-from ccrs.eval.significance import user_paired_test
+from ccrs.eval.significance import paired_tests, user_paired_test
 
 METRICS = ("ndcg@10", "hit@10", "hit@50")
 
@@ -61,3 +64,38 @@ def comparison_markdown(rows: list[dict]) -> list[str]:
         out.append(f"| {r['model']} | {r['samples']} | {r['users']} | {r['ndcg@10']:.4f} | {r['hit@10']:.4f} | "
                    f"{r['hit@50']:.4f} | {delta} | {p} |")
     return out
+
+
+#: Metrics :func:`compare_predictions` tests.
+TESTED_METRICS = ("ndcg@10", "hit@10")
+
+
+def _sorted(p: RecPredictions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    order = np.argsort(p.sample_ids.numpy(), kind="stable")
+    return (p.sample_ids.numpy()[order], np.asarray(p.user_ids)[order], p.ranks.numpy()[order],
+            p.top.numpy()[order])
+
+
+def compare_predictions(a: RecPredictions, b: RecPredictions, n_resamples: int = 2000) -> dict[str, Any]:
+    """How ``a`` differs from ``b`` on the same samples: rank shift, changed top-10s, user-level tests."""
+    ids_a, users, ranks_a, top_a = _sorted(a)
+    ids_b, _, ranks_b, top_b = _sorted(b)
+    if not np.array_equal(ids_a, ids_b):
+        raise ValueError("the two predictions cover different samples")
+    shift = np.abs(ranks_a.astype(np.int64) - ranks_b.astype(np.int64))
+    top10_changed = (top_a[:, :10] != top_b[:, :10]).any(axis=1)
+    changed_users = {u for u, c in zip(users.tolist(), top10_changed.tolist(), strict=True) if c}
+    n_users = len(set(users.tolist()))
+    ma = {k: v.numpy()[np.argsort(a.sample_ids.numpy(), kind="stable")] for k, v in per_sample_metrics(a.ranks).items()}
+    mb = {k: v.numpy()[np.argsort(b.sample_ids.numpy(), kind="stable")] for k, v in per_sample_metrics(b.ranks).items()}
+    tests = {m: paired_tests(ma[m], mb[m], users, n_resamples=n_resamples) for m in TESTED_METRICS}
+    return {
+        "mean_abs_rank_shift": float(shift.mean()) if shift.size else 0.0,
+        "median_abs_rank_shift": float(np.median(shift)) if shift.size else 0.0,
+        "share_samples_rank_changed": float((shift > 0).mean()) if shift.size else 0.0,
+        "share_samples_top10_changed": float(top10_changed.mean()) if shift.size else 0.0,
+        "share_users_top10_changed": len(changed_users) / max(n_users, 1),
+        "tests": {m: {k: t[k] for k in ("mean_a", "mean_b", "diff", "p_permutation", "p_user_permutation",
+                                          "user_ci95_low", "user_ci95_high", "user_wins", "user_losses")}
+                  for m, t in tests.items()},
+    }

@@ -62,7 +62,7 @@ def pick_movies(ds, n: int = 4, relations=FIG3_RELATIONS) -> list[dict]:
 def relation_attention(maml, tasks, movies: list[dict], relation_names: list[str], users: list, cold_start: bool,
                        adapt: bool = True) -> dict:
     """Attention mass per relation of each movie node, per user: ``mass[u][m][r]`` (first layer)."""
-    from ccrs.eval.personalization import EncoderProbe, user_params
+    from ccrs.experiments.personalization import EncoderProbe, user_params
 
     model = maml.model
     was = model.training
@@ -208,7 +208,7 @@ def plot_style_by_genre(data: dict, path: Path) -> None:
 def make_figures(rec_ckpt: str, prepared: str, fold: int, out: str | Path, responses: str | None = None,
                  n_movies: int = 4, n_users: int = 8, relations: tuple[str, ...] = FIG3_RELATIONS) -> dict[str, str]:
     """Every figure above into ``out`` (PNG + JSON); returns name → PNG path."""
-    from ccrs.eval.personalization import load_for_meta_test
+    from ccrs.experiments.personalization import load_for_meta_test
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -44,20 +44,17 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from ccrs.data.rec_examples import COLD_START_USER, RecBatch
+from ccrs.eval.rec_comparison import compare_predictions
 from ccrs.eval.rec_evaluator import RecPredictions
-from ccrs.eval.rec_metrics import per_sample_metrics
-from ccrs.eval.significance import paired_tests
 from ccrs.meta.maml import MAML
 from ccrs.meta.rec_tasks import RecTaskSet, meta_predict
 
 BETA_FACTORS = (0.0, 1.0, 10.0)
-TESTED_METRICS = ("ndcg@10", "hit@10")
 
 
 # -- β sweep ------------------------------------------------------------------------------------------
@@ -86,37 +83,6 @@ def predict_at(maml: MAML, tasks: RecTaskSet, role: str, factor: float, cold_sta
         return meta_predict(maml, tasks, role, cold_start=cold_start, adapt=False)
     with scaled_inner_rates(maml, factor):
         return meta_predict(maml, tasks, role, cold_start=cold_start)
-
-
-def _sorted(p: RecPredictions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    order = np.argsort(p.sample_ids.numpy(), kind="stable")
-    return (p.sample_ids.numpy()[order], np.asarray(p.user_ids)[order], p.ranks.numpy()[order],
-            p.top.numpy()[order])
-
-
-def compare_predictions(a: RecPredictions, b: RecPredictions, n_resamples: int = 2000) -> dict[str, Any]:
-    """How ``a`` differs from ``b`` on the same samples: rank shift, changed top-10s, user-level tests."""
-    ids_a, users, ranks_a, top_a = _sorted(a)
-    ids_b, _, ranks_b, top_b = _sorted(b)
-    if not np.array_equal(ids_a, ids_b):
-        raise ValueError("the two predictions cover different samples")
-    shift = np.abs(ranks_a.astype(np.int64) - ranks_b.astype(np.int64))
-    top10_changed = (top_a[:, :10] != top_b[:, :10]).any(axis=1)
-    changed_users = {u for u, c in zip(users.tolist(), top10_changed.tolist(), strict=True) if c}
-    n_users = len(set(users.tolist()))
-    ma = {k: v.numpy()[np.argsort(a.sample_ids.numpy(), kind="stable")] for k, v in per_sample_metrics(a.ranks).items()}
-    mb = {k: v.numpy()[np.argsort(b.sample_ids.numpy(), kind="stable")] for k, v in per_sample_metrics(b.ranks).items()}
-    tests = {m: paired_tests(ma[m], mb[m], users, n_resamples=n_resamples) for m in TESTED_METRICS}
-    return {
-        "mean_abs_rank_shift": float(shift.mean()) if shift.size else 0.0,
-        "median_abs_rank_shift": float(np.median(shift)) if shift.size else 0.0,
-        "share_samples_rank_changed": float((shift > 0).mean()) if shift.size else 0.0,
-        "share_samples_top10_changed": float(top10_changed.mean()) if shift.size else 0.0,
-        "share_users_top10_changed": len(changed_users) / max(n_users, 1),
-        "tests": {m: {k: t[k] for k in ("mean_a", "mean_b", "diff", "p_permutation", "p_user_permutation",
-                                          "user_ci95_low", "user_ci95_high", "user_wins", "user_losses")}
-                  for m, t in tests.items()},
-    }
 
 
 def beta_sweep(maml: MAML, tasks: RecTaskSet, role: str, factors: Sequence[float] = BETA_FACTORS,

@@ -8,7 +8,7 @@ import torch
 from ccrs.config import MetaConfig, RecommenderConfig, load_config
 from ccrs.data.dataset import PreparedDataset
 from ccrs.data.rec_examples import KnowledgeGraph, rec_parts
-from ccrs.eval import personalization as P
+from ccrs.experiments import personalization as P
 from ccrs.meta import MAML
 from ccrs.meta.rec_tasks import RecTaskSet, meta_predict, rec_loss
 from ccrs.models import build_recommender
