@@ -301,12 +301,10 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from serve.local import serve_forever  # Ray stays out of the library: the app lives in serve/
 
-    serve_forever({"rec_ckpt": args.rec_ckpt, "gen_ckpt": args.gen_ckpt, "data": args.data,
-                   "cache_size": args.cache_size, "adaptations": args.adaptations,
-                   "max_batch_size": args.max_batch_size,
-                   "batch_wait_timeout_s": args.batch_wait_timeout_s, "recommender_only": not args.gen_ckpt},
-                  args.host, args.port)
-    return 0
+    app_args = {"rec_ckpt": args.rec_ckpt, "gen_ckpt": args.gen_ckpt, "data": args.data,
+                "cache_size": args.cache_size, "adaptations": args.adaptations, "max_batch_size": args.max_batch_size,
+                "batch_wait_timeout_s": args.batch_wait_timeout_s, "recommender_only": not args.gen_ckpt}
+    return serve_forever(app_args, args.host, args.port, log_level=args.log_level)
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
@@ -489,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--batch-wait-timeout-s", type=float, default=0.0,
                    help="0: a batch takes what is queued, no wait (results/bench_serve.md)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="the replicas' log level; DEBUG adds an access line per call (requests, and the "
+                        "store's long poll every 20 s per Recommender replica)")
     p.set_defaults(func=_cmd_serve)
 
     cfg = sub.add_parser("config", help="show the resolved configuration")

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from ccrs import storage
+from ccrs.eval.gen_metrics import format_generation_summary
 from ccrs.train.curves import TENSORBOARD_DIR, CurveWriter, curve_metrics
 
 STATE_FILE = "state.pt"
@@ -390,8 +391,7 @@ def final_line(run_name: str, final: dict, result_uri: str) -> str:
         m = test["all"]
         scores = f"test ndcg@10 {m['ndcg@10']:.4f}  hit@10 {m['hit@10']:.4f}  ({m.get('count', '?')} samples)"
     else:  # generator
-        scores = (f"test ppl {test.get('ppl', float('nan')):.2f}  f1 {test.get('f1', float('nan')):.4f}  "
-                  f"bleu2 {test.get('bleu2', float('nan')):.4f}  ({test.get('responses', '?')} responses)")
+        scores = f"test {format_generation_summary(test)}"
     resumed = f"; resumed after epoch(s) {final['resumed_at']}" if final.get("resumed_at") else ""
     return (f"[{run_name}] done: best epoch {final.get('best_epoch')} of {final.get('epochs_run')}{resumed}; "
             f"{scores}; report: {result_uri}")

@@ -34,6 +34,7 @@ from typing import Any
 
 from ccrs import storage
 from ccrs.config import load_config
+from ccrs.eval.gen_metrics import format_generation_summary
 
 PRESETS: dict[str, list[str]] = {
     "tiny": ["recommender.entity_dim=16", "recommender.user_dim=16", "recommender.n_heads=2",
@@ -102,7 +103,9 @@ def _train_rec(cfg_overrides: list[str], prepared: str, fold: int, out: str) -> 
 def _train_gen(cfg_overrides: list[str], prepared: str, rec_ckpt: str, fold: int, out: str) -> dict:
     from ccrs.train.gen_trainer import train_generator
 
-    return train_generator(load_config(None, cfg_overrides), prepared, rec_ckpt, fold, out, progress=True)
+    # the valid/test lines are printed by the driver (a task's lines reach it late, after the next stage's)
+    return train_generator(load_config(None, cfg_overrides), prepared, rec_ckpt, fold, out, progress=True,
+                           print_results=False)
 
 
 def _against_baselines(paths: dict[str, str]) -> list[dict]:
@@ -130,13 +133,18 @@ def format_report(report: dict) -> str:
 
         lines += ["", "## Recommender against the baselines (same test samples; each trained with the warm-up's "
                   "epochs)", "", *comparison_markdown(report["against_baselines"])]
-    g = gen["test"]
-    lines += ["", "## Generator (MAML, meta-test on test users)", "",
-              "| responses | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | F1 | Dist-2 | Dist-3 | Dist-4 | PPL |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-              f"| {g.get('responses', 0)} | {g['bleu1']:.4f} | {g['bleu2']:.4f} | {g['bleu3']:.4f} | {g['bleu4']:.4f} | "
-              f"{g['f1']:.4f} | {g['dist2']:.4f} | {g['dist3']:.4f} | {g['dist4']:.4f} | {g['ppl']:.2f} |", "",
-              "## Restarts", ""]
+    lines += ["", "## Generator (test)", "",
+              "Dist-k = distinct word k-grams ÷ responses: it falls as responses grow, so compare it at equal "
+              "counts (the plain warm-up scores its first `gen_train.max_generate` test samples).", "",
+              "| model | responses | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | F1 | Dist-2 | Dist-3 | Dist-4 | PPL |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [("plain warm-up", gen.get("plain_test")), ("MAML, meta-test on test users", gen["test"])]
+    for name, g in rows:
+        if g:
+            lines.append(f"| {name} | {g.get('responses', 0)} | {g['bleu1']:.4f} | {g['bleu2']:.4f} | {g['bleu3']:.4f} | "
+                         f"{g['bleu4']:.4f} | {g['f1']:.4f} | {g['dist2']:.4f} | {g['dist3']:.4f} | {g['dist4']:.4f} | "
+                         f"{g['ppl']:.2f} |")
+    lines += ["", "## Restarts", ""]
     for stage, resumed in report.get("restarts", {}).items():
         lines.append(f"- {stage}: " + (f"restarted, resumed from the checkpoint after epoch(s) {resumed}" if resumed
                                       else "no restart"))
@@ -202,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         _remote(_train_rec, [*overrides, f"recommender.variant={baseline}"], paths["prepared"], args.fold,
                 paths[f"rec_{baseline}"], num_cpus=plain_cpus)
     _log(f"4/6 generator: plain warm-up ({plain_cpus} CPUs) → {paths['gen_plain']}")
-    _remote(_train_gen, overrides, paths["prepared"], rec_ckpt, args.fold, paths["gen_plain"], num_cpus=plain_cpus)
+    plain_gen = _remote(_train_gen, overrides, paths["prepared"], rec_ckpt, args.fold, paths["gen_plain"],
+                        num_cpus=plain_cpus)
+    for part in ("valid", "test"):
+        _log(f"    plain generator {part}: {format_generation_summary(plain_gen[part])}")
     _log(f"5/6 generator: MAML on Ray Train → {paths['gen_meta']}")
     if not storage.exists(storage.resolve(paths["gen_meta"]).child("eval", "result.json")):
         train_generator.main([*common, "--run-name", f"dial-meta-fold{args.fold}", "--rec-ckpt", rec_ckpt,
@@ -212,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     gen = json.loads(storage.read_bytes(storage.resolve(paths["gen_meta"]).child("eval", "result.json")))["result"]
     report = {"preset": args.preset, "overrides": overrides, "fold": args.fold, "storage_path": root.uri,
               "recommender": {"test": rec["test"], "best_epoch": rec["best_epoch"], "resumed_at": rec["resumed_at"]},
-              "generator": {"test": gen["test"], "best_epoch": gen["best_epoch"], "resumed_at": gen["resumed_at"]},
+              "generator": {"test": gen["test"], "plain_test": plain_gen["test"], "best_epoch": gen["best_epoch"],
+                            "resumed_at": gen["resumed_at"]},
               "restarts": {"recommender": rec["resumed_at"], "generator": gen["resumed_at"]},
               "against_baselines": _against_baselines(paths),
               "paths": paths, "seconds": time.perf_counter() - t0}

@@ -102,3 +102,19 @@ def generation_metrics(references: Sequence[Sequence[str]], hypotheses: Sequence
     out["mean_length"] = sum(len(h) for h in hypotheses) / m
     out["responses"] = m
     return out
+
+
+#: (key, label) of the figures a console line shows, labelled as the reports' tables label them.
+SUMMARY_FIGURES = (("ppl", "PPL"), ("bleu1", "BLEU-1"), ("bleu2", "BLEU-2"), ("f1", "F1"), ("dist2", "Dist-2"),
+                   ("dist3", "Dist-3"), ("dist4", "Dist-4"))
+
+
+def format_generation_summary(m: dict) -> str:
+    """One line of generation figures, named as every table names them, with the response count.
+
+    Dist-k (:func:`distinct`) is distinct k-grams ÷ responses, so it falls as the number of responses
+    grows: two Dist-2 figures compare only at the same count, which is why the line carries it."""
+    parts = [f"{label} {m[key]:.4f}" for key, label in SUMMARY_FIGURES if m.get(key) is not None]
+    if m.get("responses"):
+        parts.append(f"({m['responses']} responses)")
+    return "  ".join(parts)

@@ -13,6 +13,9 @@ last (a finished run is not redone).
 continues that run: its ``last.pt``/``best.pt`` seed this one, which then trains on up to
 ``gen_train.max_epochs`` *in total*, as if the first run had been given the larger budget (the
 equal-budget rows of Table 2 continue the meta rows' warm start this way).
+
+``print_results`` (default: as ``progress``) prints the final ``valid:``/``test:`` lines; a caller that
+runs this in a Ray task prints them from the driver instead, so that they keep their place in its log.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from ccrs.checkpoint import save_checkpoint
 from ccrs.config import CCRSConfig
 from ccrs.data.dataset import PreparedDataset
 from ccrs.eval.gen_evaluator import evaluate_generator, token_nll
-from ccrs.eval.gen_metrics import perplexity
+from ccrs.eval.gen_metrics import format_generation_summary, perplexity
 from ccrs.models.generator import build_generator, generator_payload
 from ccrs.progress import bar_disabled
 from ccrs.seeding import seed_everything
@@ -54,18 +57,13 @@ def evaluate_and_save(model, data: GenData, cfg: CCRSConfig, out_loc, meta: dict
         report = evaluate_generator(model, data, index, cfg.generator, cfg.gen_train.eval_batch_size)
         reports[part] = report.save(out_loc, part, meta)["metrics"] if out_loc is not None else report.metrics()
         if progress:
-            print(f"{part}: {_summary(reports[part])}", flush=True)
+            print(f"{part}: {format_generation_summary(reports[part])}", flush=True)
     return reports
-
-
-def _summary(m: dict) -> str:
-    keys = ("ppl", "bleu1", "bleu2", "f1", "dist2", "dist3", "dist4")
-    return "  ".join(f"{k} {m[k]:.4f}" for k in keys if k in m)
 
 
 def train_generator(cfg: CCRSConfig, prepared: str | PreparedDataset, rec_ckpt: str, fold: int = 0,
                     out: str | None = None, progress: bool = True, device: str = "cpu",
-                    continue_from: str | None = None) -> dict[str, Any]:
+                    continue_from: str | None = None, print_results: bool | None = None) -> dict[str, Any]:
     out_loc = storage.resolve(out) if out else None
     run_key = {"config": cfg.to_dict(), "fold": fold, "rec_checkpoint": rec_ckpt}
     if continue_from:
@@ -87,7 +85,7 @@ def train_generator(cfg: CCRSConfig, prepared: str | PreparedDataset, rec_ckpt: 
     model.load_state_dict(best_state)
     meta = {"variant": cfg.generator.variant, "training": "plain", "fold": fold, "seed": cfg.seed,
             "best_epoch": best_epoch}
-    reports = evaluate_and_save(model, data, cfg, out_loc, meta, progress)
+    reports = evaluate_and_save(model, data, cfg, out_loc, meta, progress if print_results is None else print_results)
     result = {**meta, "epochs_run": epochs_run, "seconds": time.perf_counter() - t0, "valid": reports["valid"],
               "test": reports["test"], "history": history, "vocab_size": len(data.tokenizer),
               "out": out_loc.uri if out_loc else ""}

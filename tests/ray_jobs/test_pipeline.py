@@ -22,6 +22,14 @@ def test_tiny_pipeline_writes_checkpoints_and_report_and_resumes(synth_raw, ray_
     assert list(rows) == ["popularity", "kbrd", "ccrs (plain warm-up)", "ccrs (meta)"]
     assert len({r["samples"] for r in rows.values()}) == 1 and rows["ccrs (meta)"]["p_user"] is not None
     assert "Recommender against the baselines" in out and "ccrs (meta) vs kbrd on the same" in out
+    # the plain generator's results come from the driver, in their place, named as the report names them
+    lines = out.splitlines()
+    at = {key: next(i for i, ln in enumerate(lines) if key in ln)
+          for key in ("4/6 generator", "plain generator test: PPL", "5/6 generator", "| plain warm-up |")}
+    assert at["4/6 generator"] < at["plain generator test: PPL"] < at["5/6 generator"] < at["| plain warm-up |"]
+    assert "Dist-2" in lines[at["plain generator test: PPL"]] and "dist2" not in out
+    plain_row = lines[at["| plain warm-up |"]]
+    assert f"| {report['generator']['plain_test']['dist2']:.4f} |" in plain_row
     first = (root / "runs/dial-meta-fold0/eval/result.json").stat().st_mtime
     assert pipeline.main(argv) == 0  # a rerun reuses every finished step
     assert (root / "runs/dial-meta-fold0/eval/result.json").stat().st_mtime == first
