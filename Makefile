@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 SERVE_PORT ?= 8000
 
-.PHONY: setup browser test demo serve lint clean
+.PHONY: setup browser test demo serve lint wheel clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	@set -o pipefail; $(BIN)/python -m pip install -q $(TORCH_SPEC) 2>&1 | { grep -v "is ignored" || true; }
+	@# the distribution was called "ccrs" before it became "ccrs-ray": drop an old editable install of it
+	@$(BIN)/python -m pip uninstall -q -y ccrs >/dev/null 2>&1 || true
 	@# setuptools' editable_wheel prints a notice per editable install ("be careful with folders named
 	@# like the package"): silenced for that module only, every other warning still shows
 	@set -o pipefail; PYTHONWARNINGS="ignore:::setuptools.command.editable_wheel" \
@@ -50,8 +52,13 @@ serve: setup
 	$(BIN)/ccrs serve --rec-ckpt $(DEMO_STORAGE)/runs/rec-meta-fold0/eval/best.pt \
 	    --gen-ckpt $(DEMO_STORAGE)/runs/dial-meta-fold0/eval/best.pt --data $(DEMO_STORAGE)/prepared --port $(SERVE_PORT)
 
+# The distribution `ccrs-ray` as a wheel in dist/ (install it with `pip install dist/ccrs_ray-*.whl`)
+wheel: setup
+	rm -rf dist && $(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
+	@ls dist/*.whl
+
 lint: setup
 	$(BIN)/ruff check ccrs ray_jobs serve tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs dist build .pytest_cache

@@ -34,7 +34,7 @@ def test_event_files_land_on_s3(s3_server):
 
 
 def test_mlflow_gets_the_same_curves(tmp_path):
-    mlflow = pytest.importorskip("mlflow")  # the optional extra: pip install 'ccrs[mlflow]'
+    mlflow = pytest.importorskip("mlflow")  # the optional extra: pip install -e '.[mlflow]' (distribution ccrs-ray)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("curves")
     with mlflow.start_run() as run:
