@@ -71,9 +71,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from ccrs.data.download import download_all, load_sources
+    from ccrs.data.download import download_all, load_sources, mirrored
 
     sources = load_sources(args.sources)
+    if args.mirror:
+        sources = mirrored(sources, args.mirror)
     paths = download_all(sources, args.dest, timeout=args.timeout, progress=not args.quiet)
     for p in paths:
         print(p)
@@ -348,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", type=Path, required=True)
     p.add_argument("--sources", type=Path, help="sources JSON (default: the one shipped with ccrs)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per network operation")
+    p.add_argument("--mirror", default="", help="fetch https://HOST/PATH from MIRROR/HOST/PATH instead (checksums "
+                                                "still apply)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_download)
 
@@ -507,10 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from ccrs.checkpoint import CheckpointError
     from ccrs.data.dataset import DatasetError
+    from ccrs.data.download import DownloadError
     from ccrs.data.raw import MissingRawFiles, RawDataError
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, RawDataError, MissingRawFiles, DatasetError, CheckpointError) as exc:
+    except (ConfigError, RawDataError, MissingRawFiles, DatasetError, CheckpointError, DownloadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

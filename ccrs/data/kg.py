@@ -4,8 +4,9 @@ Formats (JSON only, plain or ``.gz``; file names as published):
 
 ``crslab`` (default; CRSLab / UniCRS, named relations)
     ``dbpedia_subkg.json`` ``{head_id: [[relation_id, tail_id], ...]}``, ``entity2id.json``
-    ``{uri: id}``, ``relation2id.json`` ``{relation_uri: id}`` (with ``self_loop``), optional
-    ``item_ids.json`` / ``movie_ids.json`` (entity ids of movies).
+    ``{uri: id}``, optional ``relation2id.json`` ``{relation_uri: id}`` (with ``self_loop``; without it
+    UniCRS's numbering shipped in ``crslab_relations.json``), optional ``item_ids.json`` /
+    ``movie_ids.json`` (entity ids of movies).
 ``kgsf`` (KBRD / KGSF, relation ids without names)
     ``subkg.json`` (same adjacency shape), ``entity2entityId.json`` ``{uri: id}``, optional
     ``movie_ids.json`` (entity ids of movies). Relations are named ``relation_<id>``.
@@ -23,6 +24,7 @@ item with no KG node (an isolated entity) still passes its own embedding through
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +38,22 @@ KG_FORMATS = ("crslab", "kgsf")
 SELF_LOOP = "self_loop"
 
 _FILES = {
-    "crslab": {"adjacency": "dbpedia_subkg.json", "entity2id": "entity2id.json", "relation2id": "relation2id.json"},
+    "crslab": {"adjacency": "dbpedia_subkg.json", "entity2id": "entity2id.json"},
     "kgsf": {"adjacency": "subkg.json", "entity2id": "entity2entityId.json"},
 }
 _OPTIONAL_MOVIE_LISTS = {"crslab": ("item_ids.json", "movie_ids.json"), "kgsf": ("movie_ids.json",)}
 ID2ENTITY = "id2entity.json"
+RELATION2ID = "relation2id.json"
+#: UniCRS's relation numbering (``relation_set`` order, then ``self_loop``), shipped with ccrs: the crslab
+#: format's ``relation2id.json`` is optional (no public fixed-commit copy of it is known; docs/data.md).
+PACKAGED_RELATIONS = "crslab_relations.json"
+
+
+def packaged_relation2id() -> dict[str, int]:
+    from importlib import resources
+
+    rels = json.loads(resources.files("ccrs.data").joinpath(PACKAGED_RELATIONS).read_text())["relations"]
+    return {**{r: i for i, r in enumerate(rels)}, SELF_LOOP: len(rels)}
 
 
 @dataclass
@@ -88,7 +101,7 @@ def locate_kg_files(raw_dir: Path, fmt: str) -> dict[str, Path]:
         )
     # Keep the KG's own folder: its movie lists must come from the same release.
     kg_dir = found["adjacency"].parent
-    for name in _OPTIONAL_MOVIE_LISTS[fmt]:
+    for name in _OPTIONAL_MOVIE_LISTS[fmt] + ((RELATION2ID,) if fmt == "crslab" else ()):
         p = find_file(kg_dir, name)
         if p is not None:
             found[name] = p
@@ -112,9 +125,9 @@ def load_kg(raw_dir: Path, fmt: str = "crslab") -> RawKG:
     uris = _uri_map(load_json(files["entity2id"]), files["entity2id"])
     self_loop_id = None
     if fmt == "crslab":
-        rel2id = load_json(files["relation2id"])
+        rel2id = load_json(files[RELATION2ID]) if RELATION2ID in files else packaged_relation2id()
         if not isinstance(rel2id, dict):
-            raise RawDataError(f"{files['relation2id']}: expected an object {{relation: id}}")
+            raise RawDataError(f"{files[RELATION2ID]}: expected an object {{relation: id}}")
         n_rel = max(rel2id.values()) + 1
         relation_names = [f"relation_{i}" for i in range(n_rel)]
         for name, idx in rel2id.items():
