@@ -27,7 +27,10 @@ data keeps the plain rules so its numbers stay reproducible):
   (:data:`GENRE_WORDS`); when a common-word title has no evidence, the longest shorter match at
   the same place wins ("a scary movie" → horror, not *Scary Movie*);
 * only ``X film`` names with a lower-case "film" are genres ("Horror film"); "Constantin Film" is a
-  company, not a genre called "Constantin".
+  company, not a genre called "Constantin";
+* a trailing ``+`` is part of a name ("Disney+", "Apple TV+"): "disney" is not *Disney+*;
+* places people watch at (:data:`WATCH_PLACES`: "netflix", "hulu", "redbox") are not linked: "is it
+  on netflix?" says where, not what the user likes (CFCRS never annotates them either).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 _TOKEN = re.compile(r"[0-9a-z]+(?:['’][0-9a-z]+)*")
+_TOKEN_PLUS = re.compile(r"[0-9a-z]+(?:['’][0-9a-z]+)*\+?")  # context rules: "disney+" is one token
 _PAREN = re.compile(r"\s*\([^)]*\)\s*$")
 
 #: Surface forms never linked: pronouns, chat words, and DBpedia titles that are everyday words.
@@ -86,8 +90,14 @@ COMMON_WORDS = frozenset(
     us very vice wait walk wall want war was watch water way we week well what when where while white
     who why wild will wind winter wish with without woman wonder world wrong year yes yesterday you
     young your adult novel serial fiction political slapstick humor musical mom dad kids son sons
+    murder cop cops epic popcorn nerve sing checking mystery
     """.split()
 )
+#: Streaming services, rental kiosks and channels: where a film is watched, not a taste (context rules).
+WATCH_PLACES = frozenset({
+    "netflix", "hulu", "redbox", "youtube", "hbo", "hbo max", "hbo now", "amazon prime", "amazon prime video",
+    "prime video", "disney+", "apple tv+", "showtime", "starz", "cinemax", "vudu", "crackle", "fandango", "itunes",
+    "google play", "peacock", "paramount+", "tubi"})
 #: Minor words a capitalized title may leave in lower case ("Gone with the Wind").
 MINOR_WORDS = frozenset("a an the of and or in on at to for with from by".split())
 #: Words people use for a genre → the genre's own surface form (linked to whatever that form links to).
@@ -124,14 +134,15 @@ def strip_disambiguation(name: str) -> str:
     return _PAREN.sub("", name).strip()
 
 
-def tokenize_spans(text: str) -> list[tuple[str, int, int]]:
-    """Lower-cased word tokens with their character spans."""
+def tokenize_spans(text: str, keep_plus: bool = False) -> list[tuple[str, int, int]]:
+    """Lower-cased word tokens with their character spans (``keep_plus``: "disney+" is one token)."""
     lowered = text.lower()
-    return [(m.group(0).replace("’", "'"), m.start(), m.end()) for m in _TOKEN.finditer(lowered)]
+    pattern = _TOKEN_PLUS if keep_plus else _TOKEN
+    return [(m.group(0).replace("’", "'"), m.start(), m.end()) for m in pattern.finditer(lowered)]
 
 
-def tokens(text: str) -> tuple[str, ...]:
-    return tuple(t for t, _, _ in tokenize_spans(text))
+def tokens(text: str, keep_plus: bool = False) -> tuple[str, ...]:
+    return tuple(t for t, _, _ in tokenize_spans(text, keep_plus))
 
 
 def surface_forms(name: str, is_item: bool = False, genre_needs_lowercase_film: bool = False,
@@ -214,7 +225,7 @@ class EntityLinker:
                           exact=not (form == base and base != name))
         if context_rules if genre_words is None else genre_words:
             for word, genre in GENRE_WORDS.items():
-                hit = self._lookup(tokens(genre))
+                hit = self._lookup(tokens(genre, self.context_rules))
                 if hit is not None:
                     self._add(word, hit[1], hit[0], False, alias=True, kind="genre_word")
 
@@ -239,8 +250,10 @@ class EntityLinker:
 
     def _add(self, form: str, entity_id: int, priority: float, is_item: bool = False, alias: bool = False,
              exact: bool = True, kind: str = "name") -> None:
-        toks = tokens(form)
+        toks = tokens(form, self.context_rules)
         joined = " ".join(toks)
+        if self.context_rules and joined in WATCH_PLACES:
+            return
         # context rules: a short or stoplisted title ("It", "Up") is indexed, to be linked with evidence only
         title_with_evidence = self.context_rules and is_item and len(joined) >= 2
         if not toks or joined.isdigit() or (len(joined) < self.min_chars and not title_with_evidence):
@@ -287,7 +300,7 @@ class EntityLinker:
     def link(self, text: str) -> list[Mention]:
         """All non-overlapping mentions, left to right, longest match at each position (under the
         context rules: the longest one with evidence where its name needs it)."""
-        toks = tokenize_spans(text)
+        toks = tokenize_spans(text, self.context_rules)
         out: list[Mention] = []
         i = 0
         n = len(toks)
