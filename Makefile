@@ -58,7 +58,7 @@ wheel: setup
 	@ls dist/*.whl
 
 lint: setup
-	$(BIN)/ruff check ccrs ray_jobs serve tests benchmarks
+	$(BIN)/ruff check ccrs ray_jobs serve tests benchmarks studies
 
 clean:
 	rm -rf $(VENV) runs dist build .pytest_cache

@@ -24,8 +24,9 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report_files import command_line, save_report  # noqa: E402
 from serve_load import add_app_arguments, app_uris, request_bodies  # noqa: E402
+
+from ccrs.experiments.report_files import command_line, save_report  # noqa: E402
 
 
 def median_ms(fn, calls: int) -> float:

@@ -1,4 +1,4 @@
-"""The planted-signal check in miniature (``benchmarks/planted_signal.py`` is the full one, with the control).
+"""The planted-signal check in miniature (``studies/planted_signal.py`` is the full one, with the control).
 
 Every user follows a hidden relation (director / starring / genre) that only their own support
 conversations reveal. The customized ccrs (``CUSTOMIZED``: meta-trained, each user's cold-start

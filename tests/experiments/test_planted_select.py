@@ -1,10 +1,10 @@
-"""The planted benchmark's selection rule (``benchmarks/planted_select.py``): valid figures only."""
+"""The planted benchmark's selection rule (``studies/planted_select.py``): valid figures only."""
 
 import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "studies"))
 from planted_select import choose, merge  # noqa: E402
 
 

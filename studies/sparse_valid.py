@@ -1,6 +1,6 @@
 """Does the row-sparse update (lazy Adam on touched rows) cost valid accuracy? Dense vs row_sparse on real data.
 
-    .venv/bin/python benchmarks/sparse_valid.py --prepared runs/real/prepared \\
+    .venv/bin/python studies/sparse_valid.py --prepared runs/real/prepared \\
         --init runs/real/rec_hist/user/ccrs/fold0/best.pt [--seeds 0,1 --epochs 5]
 
 The paper's ccrs meta-training (``ray_jobs.train_recommender``, 2 Ray Train workers, fold 0, warm
@@ -52,7 +52,7 @@ def main() -> int:
                           "test_ndcg@10": result["test"]["all"]["ndcg@10"],
                           "seconds_per_epoch": [h["seconds"] for h in result["history"]]}
             print(name, json.dumps(runs[name]), flush=True)
-    write(runs, "python benchmarks/sparse_valid.py " + " ".join(sys.argv[1:]), args.epochs)
+    write(runs, "python studies/sparse_valid.py " + " ".join(sys.argv[1:]), args.epochs)
     return 0
 
 

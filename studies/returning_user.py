@@ -1,6 +1,6 @@
 """What a returning user sees: the horror fan of issue 30, before and after the service remembers them.
 
-    python benchmarks/returning_user.py --data runs/real/prepared \\
+    python studies/returning_user.py --data runs/real/prepared \\
         --ckpt kbrd=runs/real/rec_hist/user/kbrd/fold0/best.pt \\
         --ckpt ccrs_history=runs/real/rec_hist/user/ccrs_history/fold0/best.pt \\
         --ckpt ccrs_history_meta=runs/real/rec_hist_meta/ccrs_history-fold0/eval/best.pt \\
@@ -22,8 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report_files import command_line, save_report  # noqa: E402
-
+from ccrs.experiments.report_files import command_line, save_report  # noqa: E402
 from ccrs.serving.recommender_service import Query, RecommenderService  # noqa: E402
 
 FAN, STRANGER = 9001, 9002

@@ -4,7 +4,7 @@
         --splits user --folds 0 --models ccrs --part valid --compare '' --jobs 1 -q \\
         --save results/cap_select/cap$K rec_train.lr=0.01 recommender.gamma_form=relation_softmax \\
         recommender.max_in_edges=$K; done
-    python benchmarks/fan_out_cap.py --runs runs/real/cap_select --caps 0 8 16
+    python studies/fan_out_cap.py --runs runs/real/cap_select --caps 0 8 16
 
 Reads each run's valid predictions (rank of the label per sample) and compares every cap with the
 uncapped KG on the same valid samples, per sample and with whole users resampled. Valid users only:
@@ -52,7 +52,7 @@ def main() -> int:
         if k:
             row["vs_uncapped_ndcg@10"] = paired_tests(ndcg10(p["rank"]), ndcg10(base["rank"]), p["user_id"], 10_000)
         rows.append(row)
-    command = "python benchmarks/fan_out_cap.py " + " ".join(sys.argv[1:])
+    command = "python studies/fan_out_cap.py " + " ".join(sys.argv[1:])
     (RESULTS / "fan_out_cap.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
     md = ["# Fan-out cap: effect on valid metrics (plain ccrs, fold 0, L = 1, valid users)", "",
           "    " + "\n    ".join(ln.strip() for ln in __doc__.split("\n\n")[1].strip().splitlines()), "",

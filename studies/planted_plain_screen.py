@@ -1,6 +1,6 @@
 """Screen encoder options by **plain** training on many planted/control datasets, valid users only.
 
-    .venv/bin/python benchmarks/planted_plain_screen.py --taste control --seeds 0 1 2 3 4 5 6 7 8 9 10 11 \\
+    .venv/bin/python studies/planted_plain_screen.py --taste control --seeds 0 1 2 3 4 5 6 7 8 9 10 11 \\
         --candidate kbrd=recommender.variant=kbrd --candidate heads1=recommender.n_heads=1 \\
         --work-dir /tmp/screen --save results/planted_plain_screen_control
 
@@ -25,7 +25,8 @@ from ccrs.experiments.planted import SMALL_MODEL, PlantedSpec, prepare_planted, 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from planted_signal import FULL  # noqa: E402  (the benchmark's data size)
-from report_files import command_line, save_report  # noqa: E402
+
+from ccrs.experiments.report_files import command_line, save_report  # noqa: E402
 
 
 def valid_ranks(taste: str, seed: int, candidates: dict[str, list[str]], work: Path) -> dict[str, dict]:

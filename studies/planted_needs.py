@@ -1,7 +1,7 @@
 """How strong a per-user taste, and how many conversations per user, customization needs to pay off.
 
-    .venv/bin/python benchmarks/planted_needs.py                     # → results/planted_needs.{json,md}
-    .venv/bin/python benchmarks/planted_needs.py --strengths 1 0.5 --conversations 8 --no-save
+    .venv/bin/python studies/planted_needs.py                     # → results/planted_needs.{json,md}
+    .venv/bin/python studies/planted_needs.py --strengths 1 0.5 --conversations 8 --no-save
 
 Runs the planted benchmark (:mod:`ccrs.experiments.planted`, the configuration it ships) on a grid of
 taste strengths s (the chance that a conversation follows the user's relation; s = 1 is the
@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from planted_signal import FULL, RESULTS  # noqa: E402
-from report_files import command_line, save_report  # noqa: E402
 
 from ccrs.experiments.planted import PlantedSpec, run_planted  # noqa: E402
+from ccrs.experiments.report_files import command_line, save_report  # noqa: E402
 
 ROWS = ("kbrd", "ccrs", "ccrs_meta", "ccrs_meta_beta0", "bayes_agnostic", "bayes_support")
 

@@ -1,6 +1,6 @@
 """Choose the planted benchmark's configuration on valid users only, over several data seeds.
 
-    .venv/bin/python benchmarks/planted_select.py --candidate base \\
+    .venv/bin/python studies/planted_select.py --candidate base \\
         --candidate udrop=recommender.user_dropout=0.5 --seeds 0 1 2 --save results/planted_select
 
 Each candidate is ``NAME[=OVERRIDE,OVERRIDE...]``: overrides for every row (``every:`` prefix) or for
@@ -25,7 +25,8 @@ from ccrs.experiments.planted import SMALL_MODEL, PlantedSpec, run_planted
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from planted_signal import FULL  # noqa: E402  (the benchmark's data size)
-from report_files import command_line, save_report  # noqa: E402
+
+from ccrs.experiments.report_files import command_line, save_report  # noqa: E402
 
 ROWS = ("kbrd", "ccrs", "ccrs_meta", "ccrs_meta_beta0")
 

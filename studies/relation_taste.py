@@ -1,6 +1,6 @@
 """Do a user's support conversations reveal which KG relation leads to their picks? ReDial vs planted.
 
-    .venv/bin/python benchmarks/relation_taste.py --prepared runs/real/prepared --save results/relation_taste
+    .venv/bin/python studies/relation_taste.py --prepared runs/real/prepared --save results/relation_taste
 
 :func:`ccrs.eval.relation_taste.relation_taste` (no model) on the real prepared data, beside the same
 statistic on planted data of known taste strength s (1, 0.5, 0.25) and on the control, so the real
@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from planted_signal import FULL  # noqa: E402
-from report_files import command_line, save_report  # noqa: E402
 
 from ccrs.data.dataset import PreparedDataset  # noqa: E402
 from ccrs.eval.relation_taste import relation_taste  # noqa: E402
 from ccrs.experiments.planted import PlantedSpec, prepare_planted  # noqa: E402
+from ccrs.experiments.report_files import command_line, save_report  # noqa: E402
 
 PLANTED = (("planted", 1.0), ("planted", 0.5), ("planted", 0.25), ("control", 1.0))
 PLANTED_RELATIONS = ("director", "starring", "genre")

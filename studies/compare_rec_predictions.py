@@ -1,6 +1,6 @@
 """Metrics and paired tests (per sample and per user) of saved recommender predictions on the same samples.
 
-    .venv/bin/python benchmarks/compare_rec_predictions.py \\
+    .venv/bin/python studies/compare_rec_predictions.py \\
         kbrd=runs/real/plain/kbrd/test_predictions.parquet \\
         ccrs_meta=runs/real/ray/rec-meta-softmax-e2-fold0/eval/test_predictions.parquet \\
         --compare ccrs_meta:kbrd --save results/customization_fold0
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         tables = [storage.read_parquet(storage.resolve(p)) for p in paths.split(",")]
         preds[name] = RecPredictions.from_table(pa.concat_tables(tables))
     pairs = [tuple(p.split(":")) for p in args.compare.split(",") if p]
-    report = {"command": "python benchmarks/compare_rec_predictions.py " + shlex.join(sys.argv[1:] if argv is None
+    report = {"command": "python studies/compare_rec_predictions.py " + shlex.join(sys.argv[1:] if argv is None
                                                                                       else argv),
               "inputs": dict(a.partition("=")[::2] for a in args.rows), "parts": {}}
     for part in ("all", "dedup"):

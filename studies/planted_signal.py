@@ -1,8 +1,8 @@
 """Planted-signal benchmark: ccrs with meta-training against kbrd / popularity on a hidden per-user taste.
 
-    .venv/bin/python benchmarks/planted_signal.py                       # planted + control → results/planted.*
-    .venv/bin/python benchmarks/planted_signal.py --taste planted --no-save --meta rec_meta.inner_lr=2
-    .venv/bin/python benchmarks/planted_signal.py --taste control --seeds 0 1 2 3 --jobs 2  # 2 processes
+    .venv/bin/python studies/planted_signal.py                       # planted + control → results/planted.*
+    .venv/bin/python studies/planted_signal.py --taste planted --no-save --meta rec_meta.inner_lr=2
+    .venv/bin/python studies/planted_signal.py --taste control --seeds 0 1 2 3 --jobs 2  # 2 processes
 
 Each taste trains every row of :mod:`ccrs.experiments.planted` on its own synthetic dataset (no Ray,
 one process per run; ``--jobs N`` runs N of the (taste, seed) runs at once, each single-threaded,
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         per_seed = [rep for (_, spec), rep in zip(runs, done, strict=True) if spec.taste == taste]
         reports[taste] = per_seed[0] if len(per_seed) == 1 else pool_reports(per_seed)
     if not args.no_save:
-        command = "python benchmarks/planted_signal.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+        command = "python studies/planted_signal.py " + shlex.join(sys.argv[1:] if argv is None else argv)
         save(reports, args.save, command.strip())
         print(f"saved {args.save}.json and {args.save}.md")
     return 0

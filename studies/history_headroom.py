@@ -1,6 +1,6 @@
 """Where the limit of history lies, on VALID users: what reading the history could add to trained kbrd.
 
-    python benchmarks/history_headroom.py --prepared runs/real/prepared --runs runs/real/rec_hist \\
+    python studies/history_headroom.py --prepared runs/real/prepared --runs runs/real/rec_hist \\
         --folds 0,1 --save results/history_headroom
 
 For each fold's trained kbrd (``<runs>/user/kbrd/fold<f>/best.pt``, the plain Table 1 row) and its
@@ -28,12 +28,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report_files import command_line, save_report  # noqa: E402
-
 from ccrs.data.dataset import PreparedDataset  # noqa: E402
 from ccrs.data.history import MAX_COUNT  # noqa: E402
 from ccrs.data.rec_examples import KnowledgeGraph, rec_parts  # noqa: E402
 from ccrs.eval.rec_metrics import metrics_from_ranks  # noqa: E402
+from ccrs.experiments.report_files import command_line, save_report  # noqa: E402
 from ccrs.models.factory import load_recommender  # noqa: E402
 
 POP_EDGES = (50, 200, 1000)

@@ -1,6 +1,6 @@
 """Which history read the ``ccrs_history`` preset uses, chosen on VALID users only (issue 30).
 
-    python benchmarks/history_select.py --prepared runs/real/prepared --root runs/real/select \\
+    python studies/history_select.py --prepared runs/real/prepared --root runs/real/select \\
         --folds 0,1 --jobs 2 --save results/history_select
 
 Trains (or reads back, when finished) the paper's ccrs, kbrd and each candidate way for CCRS to read
@@ -18,10 +18,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report_files import command_line, save_report  # noqa: E402
-
 from ccrs.config import load_config, model_overrides  # noqa: E402
 from ccrs.experiments.rec_table import aggregate, run_grid, run_specs  # noqa: E402
+from ccrs.experiments.report_files import command_line, save_report  # noqa: E402
 
 PAPER = ["rec_train.lr=0.01", "recommender.gamma_form=relation_softmax"]
 #: candidate → (table model, overrides)
