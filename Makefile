@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 SERVE_PORT ?= 8000
 
-.PHONY: setup browser test demo serve lint wheel clean
+.PHONY: setup browser test demo serve lint wheel diagram clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,14 @@ serve: setup
 wheel: setup
 	rm -rf dist && $(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
 	@ls dist/*.whl
+
+# docs/architecture/system.svg from its source (Graphviz `dot`: Debian's graphviz package). The sha256 of
+# the source goes into the SVG, so a test sees when the picture is older than its source.
+diagram:
+	@command -v dot >/dev/null || { echo "diagram: needs Graphviz's dot (apt-get install graphviz)"; exit 1; }
+	dot -Tsvg docs/architecture/system.dot | sed "2i <!-- source sha256 $$(sha256sum docs/architecture/system.dot | cut -c1-64) -->" \
+	    > docs/architecture/system.svg.tmp && mv docs/architecture/system.svg.tmp docs/architecture/system.svg
+	dot -Tpng -Gdpi=110 docs/architecture/system.dot -o docs/architecture/system.png
 
 lint: setup
 	$(BIN)/ruff check ccrs ray_jobs serve tests benchmarks studies

@@ -27,3 +27,12 @@ def test_evaluation_never_imports_training_code():
             bad += [f"{path.relative_to(PACKAGE.parent)}:{line} imports {mod}" for line, mod in _imports(path)
                     if any(mod == f or mod.startswith(f + ".") for f in forbidden)]
     assert not bad, "\n".join(bad)
+
+
+def test_the_library_keeps_ray_in_its_one_adapter():
+    """Model math knows nothing of Ray: only the Ray Data engine of ``ccrs data prepare`` imports it."""
+    allowed = {PACKAGE / "data" / "prepare_ray.py"}
+    bad = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {mod}"
+           for path in sorted(PACKAGE.rglob("*.py")) if path not in allowed
+           for line, mod in _imports(path) if mod == "ray" or mod.startswith("ray.")]
+    assert not bad, "\n".join(bad)
