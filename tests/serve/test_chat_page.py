@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from serve.screenshot import FLAGS  # Chromium without its background connections (closed network)
+
 CHROMIUM = os.environ.get("CCRS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-# Without these, Chromium's background connections are refused by a closed network, many at a time.
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (apt-get install chromium, or set CCRS_CHROMIUM)")
