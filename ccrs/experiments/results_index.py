@@ -36,6 +36,16 @@ FOLDERS = {
 }
 
 
+#: Results that are only a picture: what it shows and the command that makes it.
+PICTURES = {
+    "chat_page": ("the chat page on synthetic data (the chat-page test's screenshot)",
+                  "CCRS_SCREENSHOT_DIR=results pytest tests/serve/test_chat_page.py"),
+    "chat_page_real": ("the chat page on the real-data demo (README)",
+                       "make serve & python -m serve.screenshot --out results/chat_page_real.png --message "
+                       "'I loved Alien and The Thing, any other scary sci-fi?' --message 'Seen it. Something newer?'"),
+}
+
+
 def committed_files() -> list[Path]:
     try:
         out = subprocess.run(["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -74,6 +84,8 @@ def _describe(key: str, paths: list[Path]) -> tuple[str, str]:
     """(what it shows, the command) of a result."""
     if key.endswith("/"):
         return FOLDERS.get(key.rstrip("/"), "supporting files"), ""
+    if key in PICTURES:
+        return PICTURES[key]
     title, command = "", ""
     md = next((p for p in paths if p.suffix == ".md"), None)
     if md is not None:
