@@ -22,6 +22,7 @@ from ccrs import storage
 from ccrs.config import GeneratorConfig
 from ccrs.data.tokenizer import tokenize
 from ccrs.eval.gen_metrics import generation_metrics, perplexity
+from ccrs.eval.response_stats import recommendation_shares, response_diversity
 from ccrs.inference.decoding import generate_with
 from ccrs.inference.slots import fill_slots
 
@@ -42,6 +43,9 @@ class GenReport:
         if self.records:
             refs = [tokenize(r["reference"]) for r in self.records]
             out |= generation_metrics(refs, [r["generated"].split() for r in self.records])
+            diversity = response_diversity([r["generated"] for r in self.records])
+            out |= {k: v for k, v in diversity.items() if k in ("distinct_responses", "top_response_share")}
+            out |= recommendation_shares(self.records)
         return out
 
     def save(self, loc: storage.Location, part: str, meta: dict | None = None) -> dict:
