@@ -27,13 +27,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ccrs.data.dataset import PreparedDataset  # noqa: E402
-from ccrs.data.history import MAX_COUNT  # noqa: E402
-from ccrs.data.rec_examples import KnowledgeGraph, rec_parts  # noqa: E402
-from ccrs.eval.rec_metrics import metrics_from_ranks  # noqa: E402
-from ccrs.experiments.report_files import command_line, save_report  # noqa: E402
-from ccrs.models.factory import load_recommender  # noqa: E402
+from ccrs.data.dataset import PreparedDataset
+from ccrs.data.history import MAX_COUNT
+from ccrs.data.rec_examples import KnowledgeGraph, rec_parts
+from ccrs.eval.rec_metrics import metrics_from_ranks
+from ccrs.experiments.report_files import command_line, save_report
+from ccrs.models.factory import load_recommender
 
 POP_EDGES = (50, 200, 1000)
 WEIGHTS = (0.25, 0.5, 1.0, 1.5, 2.0)

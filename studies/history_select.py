@@ -17,10 +17,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ccrs.config import load_config, model_overrides  # noqa: E402
-from ccrs.experiments.rec_table import aggregate, run_grid, run_specs  # noqa: E402
-from ccrs.experiments.report_files import command_line, save_report  # noqa: E402
+from ccrs.config import load_config, model_overrides
+from ccrs.experiments.rec_table import aggregate, run_grid, run_specs
+from ccrs.experiments.report_files import command_line, save_report
 
 PAPER = ["rec_train.lr=0.01", "recommender.gamma_form=relation_softmax"]
 #: candidate → (table model, overrides)

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ccrs.experiments.report_files import command_line, save_report  # noqa: E402
-from ccrs.serving.recommender_service import Query, RecommenderService  # noqa: E402
+from ccrs.experiments.report_files import command_line, save_report
+from ccrs.serving.recommender_service import Query, RecommenderService
 
 FAN, STRANGER = 9001, 9002
 HORROR = [
