@@ -18,22 +18,33 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 #: The rule of :func:`asks_for_recommendation`, on lower-cased text; each alternative is a way ReDial
-#: seekers ask for a movie ("any suggestions?", "I'm looking for a comedy", "something like Alien").
+#: seekers ask for a movie ("any suggestions?", "I'm looking for a comedy", "something like Alien",
+#: "I want a movie for date night", "comedies like Superbad").
 ASK_PATTERNS = (
     r"\b(recommend|recommendation|recommendations|suggest|suggestion|suggestions|ideas?)\b",
     r"\b(looking for|in the mood for|i want to (watch|see)|i'd like to (watch|see)|i would like to (watch|see))\b",
+    r"\bi (need|want|would like|'d like) (a|an|some|to find) ?(good |new |great |fun |funny |scary |family )?"
+    r"(movies?|films?|comed(y|ies)|something)\b",
     r"\bwhat (should|could|can|would) (i|we) (watch|see)\b",
     r"\b(something|anything|movies?|films?) (like|similar|else|new|newer|funny|scary|good|fun)\b",
+    r"\b(something|anything) (with|for|to watch)\b",
+    r"\b(comed(y|ies)|dramas?|thrillers?|horrors?|romances?|cartoons?|documentar(y|ies)|musicals?|westerns?) like\b",
     r"\b(any|some) (other|more|good|new|great) (movies?|films?|ones?|titles?)\b",
     r"\b(what|which) (else|other|movies?|films?)\b.*\?",
-    r"\bknow (of )?any\b",
+    r"\bknow (of )?any(thing)?\b",
 )
+#: Removed before the rule reads a turn: a thanks for earlier suggestions is not a new request (the
+#: commonest false positive on the labelled sample, ``studies/asks_rule.py``).
+THANKS_PATTERN = (r"\b(thanks?|thank you|thx|ty)( so much| very much| a lot)? (for|4) (all )?(the|your|those|these|all|my)? ?"
+                  r"(great |good |awesome |wonderful |excellent )?(suggestions?|recommendations?|recs|ideas?|help)\b")
 _ASK = re.compile("|".join(f"(?:{p})" for p in ASK_PATTERNS))
+_THANKS = re.compile(THANKS_PATTERN)
 
 
 def asks_for_recommendation(text: str) -> bool:
-    """Does the seeker's turn ask for a movie? (the rule is :data:`ASK_PATTERNS`)."""
-    return bool(_ASK.search(text.lower()))
+    """Does the seeker's turn ask for a movie? (:data:`ASK_PATTERNS` on the text without its
+    :data:`THANKS_PATTERN` phrases)."""
+    return bool(_ASK.search(_THANKS.sub(" ", text.lower())))
 
 
 def response_diversity(responses: Sequence[str]) -> dict[str, float | str]:

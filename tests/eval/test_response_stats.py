@@ -6,13 +6,16 @@ from ccrs.eval.response_stats import asks_for_recommendation, recommendation_sha
 @pytest.mark.parametrize("text", ["Any suggestions?", "I'm looking for a good comedy", "what should i watch tonight",
                                   "I want something funny, I liked Superbad", "something like Alien please",
                                   "Do you know of any good horror movies?", "Can you recommend a thriller?",
-                                  "any other movies like that?", "Seen it. Something newer?"])
+                                  "any other movies like that?", "Seen it. Something newer?",
+                                  "I want a movie for date night", "I'm more into comedies like __item__",
+                                  "Thanks for that. Any other suggestions?"])
 def test_requests_for_a_movie_are_asks(text):
     assert asks_for_recommendation(text)
 
 
 @pytest.mark.parametrize("text", ["Hi, how are you?", "I have seen that one, it was great", "Thanks, bye!",
-                                  "Yes I loved it", "I'm good, thank you"])
+                                  "Yes I loved it", "I'm good, thank you", "Thanks for the suggestions! Bye",
+                                  "I'll check it out, thank you so much for your recommendations"])
 def test_other_turns_are_not(text):
     assert not asks_for_recommendation(text)
 
