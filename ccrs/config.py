@@ -225,6 +225,10 @@ class GeneratorConfig:
     sampling_seed: int = 0
     #: Forbid repeating any n-gram of this length inside a response (3 = no repeated trigram; 0 = off).
     no_repeat_ngram: int = 0
+    #: Nucleus sampling: softmax(logits / temperature) (1 = the model's distribution; 0 = greedy).
+    temperature: float = 1.0
+    #: Length prior, every decoding: ``__end__`` is forbidden before this many words (0 = off).
+    min_response_tokens: int = 0
 
     def __post_init__(self) -> None:
         _one_of("generator.variant", self.variant, ("ccrs", "only_meta", "kbrd_gen", "transformer"))
@@ -238,6 +242,9 @@ class GeneratorConfig:
         if self.style_temperature <= 0 or self.style_balance < 0:
             raise ConfigError(f"generator.style_temperature must be > 0 and style_balance >= 0, got "
                               f"{self.style_temperature} and {self.style_balance}")
+        if self.temperature < 0 or not 0 <= self.min_response_tokens < self.max_response_tokens:
+            raise ConfigError(f"generator.temperature must be >= 0 and 0 <= min_response_tokens < "
+                              f"max_response_tokens, got {self.temperature} and {self.min_response_tokens}")
         if self.beam_width < 1 or self.max_response_tokens < 2 or self.max_context_tokens < 1:
             raise ConfigError("generator.beam_width >= 1, max_response_tokens >= 2, max_context_tokens >= 1")
 

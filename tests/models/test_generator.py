@@ -143,11 +143,35 @@ def test_nucleus_sampling_is_seeded_and_tends_to_greedy():
             assert len(set(zip(seq, seq[1:], strict=False))) == len(seq) - 1  # no bigram twice
 
 
+def test_sampling_temperature_sharpens_towards_greedy():
+    torch.manual_seed(0)
+    model = Generator(_cfg("ccrs"), V, D_USER).eval()
+    batch = _batch(b=4, seed=1)
+    assert nucleus(model, batch, 7, top_p=1.0, seed=3, temperature=0.0).tokens == greedy(model, batch, 7).tokens
+    assert nucleus(model, batch, 7, top_p=1.0, seed=3, temperature=1e-4).tokens == greedy(model, batch, 7).tokens
+    hot = {str(nucleus(model, batch, 7, top_p=1.0, seed=s, temperature=3.0).tokens) for s in range(4)}
+    assert len(hot) == 4  # a hotter distribution: every seed draws something else
+
+
+def test_min_length_forbids_an_early_end_in_every_decoding():
+    torch.manual_seed(0)
+    model = Generator(_cfg("transformer"), V, D_USER).eval()
+    with torch.no_grad():  # the model wants to stop at once
+        model.output_bias[END] = 20.0
+    batch = _batch(b=2)
+    assert greedy(model, batch, 7).tokens == [[], []]
+    for method in ("greedy", "beam", "nucleus"):
+        out = generate(model, batch, method, beam_width=2, max_len=7, min_len=3, top_p=0.5).tokens
+        assert [len(s) for s in out] == [3, 3], method  # it ends as soon as it may
+
+
 def test_generator_config_rejects_a_bad_top_p():
     from ccrs.config import ConfigError
 
     with pytest.raises(ConfigError, match="top_p"):
         _cfg(decoding="nucleus", top_p=1.5)
+    with pytest.raises(ConfigError, match="min_response_tokens"):
+        _cfg(min_response_tokens=8)  # max_response_tokens is 8
 
 
 def test_style_balance_penalty_is_zero_when_even_and_log_ns_when_collapsed():
