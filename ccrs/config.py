@@ -211,6 +211,12 @@ class GeneratorConfig:
     #: λ of the load-balancing term λ·(log n_s − H(batch-mean μ)) added to the training loss, plain
     #: and meta (0 = off, the paper): keeps the styles from collapsing to one for everyone.
     style_balance: float = 0.0
+    #: λ of the style separation term λ·mean_{k≠l} cos²(F(L_k), F(L_l)) (0 = off, the paper): the
+    #: styles' own vocabulary biases (output bias b₂ left out) kept apart, so styles say different words.
+    style_separation: float = 0.0
+    #: Beyond the paper: ``ccrs`` adds KBRD's bias F'(p_u) to F(g_u) (Eq. 10 becomes W^G q + F(g_u) +
+    #: F'(p_u) + b), keeping the context's entities in the bias that g_u, a mixture of n_s styles, drops.
+    style_with_user_bias: bool = False
     max_context_tokens: int = 256
     max_response_tokens: int = 30
     min_word_count: int = 3
@@ -239,9 +245,9 @@ class GeneratorConfig:
             raise ConfigError(f"generator.word_dim={self.word_dim} must be divisible by n_heads={self.n_heads}")
         if self.n_styles < 1:
             raise ConfigError(f"generator.n_styles must be >= 1, got {self.n_styles}")
-        if self.style_temperature <= 0 or self.style_balance < 0:
-            raise ConfigError(f"generator.style_temperature must be > 0 and style_balance >= 0, got "
-                              f"{self.style_temperature} and {self.style_balance}")
+        if self.style_temperature <= 0 or self.style_balance < 0 or self.style_separation < 0:
+            raise ConfigError(f"generator.style_temperature must be > 0 and style_balance, style_separation >= 0, "
+                              f"got {self.style_temperature}, {self.style_balance}, {self.style_separation}")
         if self.temperature < 0 or not 0 <= self.min_response_tokens < self.max_response_tokens:
             raise ConfigError(f"generator.temperature must be >= 0 and 0 <= min_response_tokens < "
                               f"max_response_tokens, got {self.temperature} and {self.min_response_tokens}")

@@ -12,7 +12,8 @@ Variants (``cfg.variant``), one class:
 
 ``ccrs``
     :class:`~ccrs.nn.style_bias.MultiStyleBias`: p_dial = softmax(W^G q + F(g_u) + b), g_u the style
-    mixture of Eq. 9. Meta-trained.
+    mixture of Eq. 9. Meta-trained. With ``style_with_user_bias`` (beyond the paper) KBRD's F'(p_u)
+    is added too: p_dial = softmax(W^G q + F(g_u) + F'(p_u) + b).
 ``only_meta`` / ``kbrd_gen``
     KBRD's single bias F(p_u) (:class:`~ccrs.nn.style_bias.UserVocabBias`); ``only_meta`` is
     meta-trained (paper "Only-Meta"), ``kbrd_gen`` trained plainly (KBRD).
@@ -75,7 +76,8 @@ class Generator(nn.Module):
         self.style_bias = MultiStyleBias(user_dim, vocab_size, cfg.n_styles, cfg.bias_hidden,
                                          cfg.style_temperature) if cfg.variant == "ccrs" else None
         self.user_bias = (UserVocabBias(user_dim, vocab_size, cfg.bias_hidden)
-                          if cfg.variant in ("only_meta", "kbrd_gen") else None)
+                          if cfg.variant in ("only_meta", "kbrd_gen") or (cfg.variant == "ccrs" and cfg.style_with_user_bias)
+                          else None)
         self.dropout = nn.Dropout(cfg.dropout)
 
     # -- pieces ---------------------------------------------------------------------------------
@@ -92,7 +94,8 @@ class Generator(nn.Module):
     def vocab_bias(self, p_u: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """``(bias (B, |V|) or None, μ_u^m (B, n_s) or None)``: F(g_u) (Eqs. 9–10) or F(p_u) (KBRD)."""
         if self.style_bias is not None:
-            return self.style_bias(p_u)
+            bias, mu = self.style_bias(p_u)
+            return (bias if self.user_bias is None else bias + self.user_bias(p_u)), mu
         if self.user_bias is not None:
             return self.user_bias(p_u), None
         return None, None
@@ -111,14 +114,18 @@ class Generator(nn.Module):
     # -- training -------------------------------------------------------------------------------
     def forward(self, batch: GenBatch, with_penalty: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Teacher-forced logits (B, T, |V|) for ``batch.response_out``; with ``with_penalty`` also
-        the regulariser to add to the loss (``generator.style_balance`` × the styles' balance penalty)."""
+        the regulariser to add to the loss (``generator.style_balance`` × the styles' balance penalty
+        + ``generator.style_separation`` × their separation penalty)."""
         memory, memory_pad = self.encode(batch.context)
         bias, mu = self.vocab_bias(batch.user_vec)
         logits = self.decode(memory, memory_pad, batch.response_in, bias)
         if not with_penalty:
             return logits
-        weight = self.cfg.style_balance if mu is not None else 0.0
-        penalty = weight * MultiStyleBias.balance_penalty(mu) if weight > 0 else logits.new_zeros(())
+        penalty = logits.new_zeros(())
+        if mu is not None and self.cfg.style_balance > 0:
+            penalty = penalty + self.cfg.style_balance * MultiStyleBias.balance_penalty(mu)
+        if self.style_bias is not None and self.cfg.style_separation > 0:
+            penalty = penalty + self.cfg.style_separation * self.style_bias.separation_penalty()
         return logits, penalty
 
     def token_nll(self, batch: GenBatch, logits: Tensor | None = None) -> tuple[Tensor, int]:

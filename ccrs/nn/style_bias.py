@@ -20,6 +20,9 @@ Two options against styles collapsing to one (the paper is silent; both off by d
 :meth:`MultiStyleBias.balance_penalty` is a load-balancing term, log n_s − H(mean of μ over a batch):
 0 when the batch uses the styles evenly on average, log n_s when every response takes the same one
 style. It leaves each μ free to be peaked (a personal style), unlike an entropy term on each μ.
+:meth:`MultiStyleBias.separation_penalty` keeps the styles apart (the paper's intent, issue 33): the
+mean squared cosine between the styles' own biases F(L_k) − b₂ (b₂, F's output bias, is shared by
+every style and left out), 0 when they are orthogonal, 1 when they all prefer the same words.
 
 :class:`UserVocabBias` is KBRD's single bias F(p_u) (paper "Only-Meta" and ``kbrd_gen``).
 """
@@ -66,6 +69,17 @@ class MultiStyleBias(nn.Module):
         """log n_s − H(mean_b μ_b): 0 for an even average use of the styles, log n_s for one style."""
         mean = mu.mean(0).clamp_min(1e-12)  # (n_s,)
         return math.log(mu.shape[-1]) + (mean * mean.log()).sum()
+
+    def separation_penalty(self) -> Tensor:
+        """mean_{k≠l} cos²(F(L_k) − b₂, F(L_l) − b₂): 0 for orthogonal style biases, 1 for identical ones."""
+        n = self.styles.shape[1]
+        if n < 2:
+            return self.styles.new_zeros(())
+        own = self.to_vocab(self.styles.t()) - self.to_vocab.out.bias  # (n_s, |V|)
+        unit = own / own.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        cos = unit @ unit.t()  # (n_s, n_s)
+        off = ~torch.eye(n, dtype=torch.bool, device=cos.device)
+        return cos[off].pow(2).mean()
 
     def forward(self, p_u: Tensor) -> tuple[Tensor, Tensor]:
         """``(F(g_u) (B, |V|), μ_u^m (B, n_s))`` — Eqs. 9–10."""

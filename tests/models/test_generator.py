@@ -200,3 +200,39 @@ def test_style_temperature_spreads_the_mixture_and_the_penalty_reaches_the_loss(
     assert float(pen) > 0 and torch.allclose(logits, off(batch))
     pen.backward()
     assert on.style_bias.selector.weight.grad.abs().sum() > 0  # the term trains the style selector
+
+
+def test_style_separation_penalty_is_zero_for_orthogonal_and_one_for_equal_style_biases():
+    torch.manual_seed(0)
+    bias = MultiStyleBias(D_USER, V, n_styles=3, hidden=16)
+    with torch.no_grad():  # F = identity-like: hidden = the styles themselves, out = a copy of them
+        bias.to_vocab.hidden.weight.zero_(), bias.to_vocab.hidden.bias.zero_()
+        bias.to_vocab.hidden.weight[:D_USER] = torch.eye(D_USER)
+        bias.to_vocab.out.weight.zero_(), bias.to_vocab.out.bias.fill_(3.0)  # b₂ is left out of the cosine
+        bias.to_vocab.out.weight[:16, :16] = torch.eye(16)
+        bias.styles.copy_(torch.eye(D_USER)[:, :3])  # three orthogonal, non-negative styles
+    assert float(bias.separation_penalty()) == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        bias.styles.copy_(torch.ones(D_USER, 3))
+    assert float(bias.separation_penalty()) == pytest.approx(1.0, rel=1e-5)
+    assert float(MultiStyleBias(D_USER, V, n_styles=1, hidden=16).separation_penalty()) == 0.0
+
+
+def test_style_separation_reaches_the_loss_and_its_gradient_moves_the_styles():
+    torch.manual_seed(0)
+    model = Generator(_cfg("ccrs", style_separation=1.0), V, D_USER)
+    _, pen = model(_batch(b=4), with_penalty=True)
+    assert float(pen) > 0
+    pen.backward()
+    assert model.style_bias.styles.grad.abs().sum() > 0
+
+
+def test_ccrs_with_user_bias_adds_kbrds_bias_to_the_styles():
+    torch.manual_seed(0)
+    plus = Generator(_cfg("ccrs", style_with_user_bias=True), V, D_USER).eval()
+    kbrd = Generator(_cfg("kbrd_gen"), V, D_USER).eval()
+    assert Generator(_cfg("ccrs"), V, D_USER).user_bias is None  # the paper: styles only
+    assert set(kbrd.state_dict()) <= set(plus.state_dict())  # a kbrd_gen checkpoint warm-starts it whole
+    p_u = torch.randn(5, D_USER)
+    bias, mu = plus.vocab_bias(p_u)
+    assert torch.allclose(bias, plus.style_bias(p_u)[0] + plus.user_bias(p_u), atol=1e-6) and mu.shape == (5, 3)
