@@ -22,6 +22,13 @@ def display_name(entity_name: str) -> str:
     return _YEAR_OR_FILM.sub("", entity_name).strip() or entity_name
 
 
+def item_display_names(ds) -> dict[int, str]:
+    """Item index → :func:`display_name` of its entity, for a :class:`~ccrs.data.dataset.PreparedDataset`."""
+    ents = ds.table("entities").to_pydict()
+    return {int(i): display_name(n) for i, n, is_item in zip(ents["item_index"], ents["name"], ents["is_item"],
+                                                                 strict=True) if is_item}
+
+
 def unambiguous_names(entity_names: list[str]) -> list[str]:
     """Display names, with the year or type kept where two entities would read the same.
 

@@ -22,7 +22,7 @@ from ccrs.data.dataset import PreparedDataset
 from ccrs.data.gen_examples import GenExamples, gen_samples
 from ccrs.data.rec_examples import KnowledgeGraph, part_of_conversations
 from ccrs.data.tokenizer import WordTokenizer
-from ccrs.inference.slots import display_name
+from ccrs.inference.slots import item_display_names
 from ccrs.models.factory import load_recommender
 from ccrs.models.user_vectors import recommender_views
 
@@ -41,12 +41,6 @@ class GenData:
 
     def part(self, name: str) -> GenExamples:
         return self.examples.select(self.part_index[name])
-
-
-def item_names(ds: PreparedDataset) -> dict[int, str]:
-    ents = ds.table("entities").to_pydict()
-    return {int(i): display_name(n) for i, n, is_item in zip(ents["item_index"], ents["name"], ents["is_item"],
-                                                                 strict=True) if is_item}
 
 
 def load_gen_data(ds: PreparedDataset | str, fold: int, cfg: CCRSConfig, rec_ckpt: str,
@@ -71,4 +65,4 @@ def load_gen_data(ds: PreparedDataset | str, fold: int, cfg: CCRSConfig, rec_ckp
     e2i = kg.entity_to_item()
     mentioned = [[int(e2i[e]) for e in s.context_entity_ids if e2i[e] >= 0] for s in samples]
     return GenData(tokenizer, examples, part_index, ds.conversation_parts(), ds.user_splits(fold), top, mentioned,
-                   item_names(ds), rec_ckpt)
+                   item_display_names(ds), rec_ckpt)
