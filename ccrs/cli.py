@@ -245,10 +245,22 @@ def _cmd_diagnose_rec(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_decoding(args: argparse.Namespace) -> int:
-    from ccrs.experiments.decoding import decoding_report, format_decoding_markdown, write_decoding_report
+    from ccrs.experiments.decoding import (decoding_overrides, decoding_report, format_decoding_markdown,
+                                           write_decoding_report)
 
+    settings = None
+    if args.setting:
+        settings = {}
+        for spec in args.setting:
+            name, sep, keys = spec.partition(":")
+            if not sep or not name:
+                raise SystemExit(f"ccrs eval decoding: --setting {spec!r} is not NAME:KEY=VALUE[,KEY=VALUE...]")
+            try:
+                settings[name] = decoding_overrides([k for k in keys.split(",") if k])
+            except (ValueError, ConfigError) as exc:
+                raise SystemExit(f"ccrs eval decoding: --setting {spec!r}: {exc}") from None
     report = decoding_report(args.gen_ckpt, args.prepared, args.rec_ckpt, args.fold, args.part,
-                             max_users=args.max_users)
+                             settings=settings, max_users=args.max_users)
     report["command"] = "ccrs " + shlex.join(args.argv)
     print(format_decoding_markdown(report))
     if args.save:
@@ -426,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--part", choices=("test", "valid"), default="test")
     p.add_argument("--max-users", type=int, default=0, help="decode the first N users only (0 = all)")
+    p.add_argument("--setting", action="append", metavar="NAME:KEY=VALUE[,...]",
+                   help="a decoding to compare, e.g. 'nucleus T=0.7:generator.decoding=nucleus,generator.temperature=0.7' "
+                        "(repeatable; default: greedy, no-repeat, beam and nucleus settings)")
     p.add_argument("--save", help="write <SAVE>.json, <SAVE>.md and <SAVE>_responses/")
     p.set_defaults(func=_cmd_eval_decoding)
 

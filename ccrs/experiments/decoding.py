@@ -29,7 +29,11 @@ SETTINGS: dict[str, dict] = {
     "nucleus p=0.9 (seed 0), no repeated trigram": {"decoding": "nucleus", "top_p": 0.9, "sampling_seed": 0,
                                                     "no_repeat_ngram": 3},
 }
-COLUMNS = ("f1", "bleu1", "bleu2", "dist2", "dist3", "dist4", "mean_length")
+COLUMNS = ("f1", "bleu1", "bleu2", "dist2", "dist3", "dist4", "mean_length", "distinct_responses",
+           "top_response_share", "recommends_when_asked")
+#: The ``generator.*`` keys that change decoding only (a trained checkpoint can be re-decoded with them).
+DECODING_KEYS = ("decoding", "beam_width", "top_p", "sampling_seed", "no_repeat_ngram", "temperature",
+                 "min_response_tokens")
 
 
 def _with_decoding(cfg: CCRSConfig, overrides: dict) -> CCRSConfig:
@@ -72,9 +76,50 @@ def decoding_report(gen_ckpt: str, prepared: str, rec_ckpt: str, fold: int = 0, 
     for name, overrides in settings.items():
         report = run(_with_decoding(cfg, overrides).generator)
         m = report.metrics()
-        out["settings"][name] = {"overrides": overrides, **{k: m.get(k) for k in (*COLUMNS, "responses")}}
+        out["settings"][name] = {"overrides": overrides,
+                                 **{k: m.get(k) for k in (*COLUMNS, "responses", "human_recommends_when_asked")}}
         out["_records"][name] = report.records
+        out.setdefault("_metrics", {})[name] = m
     return out
+
+
+def decoding_overrides(keys: list[str]) -> dict:
+    """``["generator.temperature=0.7", ...]`` → typed ``{"temperature": 0.7, ...}`` (decoding keys only)."""
+    from ccrs.config import load_config
+
+    names = []
+    for kv in keys:
+        key = kv.split("=", 1)[0]
+        if not key.startswith("generator.") or key.split(".", 1)[1] not in DECODING_KEYS:
+            raise ValueError(f"{kv!r}: only decoding keys may change at decoding time ({', '.join(DECODING_KEYS)})")
+        names.append(key.split(".", 1)[1])
+    gen = load_config(None, keys).generator
+    return {k: getattr(gen, k) for k in names}
+
+
+def decode_run(gen_ckpt: str, prepared: str, rec_ckpt: str, fold: int, overrides: dict, out_dir: str | Path,
+               part: str = "test") -> Path:
+    """Responses of ``part`` re-decoded with ``overrides`` → ``out_dir/{part}_responses.jsonl`` and
+    ``{part}_gen_metrics.json`` (the layout of a training run, so Table 2 reads it alike), and
+    ``out_dir/best.pt``: the checkpoint with ``overrides`` in its config, so ``ccrs serve --gen-ckpt``
+    answers with this decoding. Skipped when done (the metrics file is written last)."""
+    from ccrs.checkpoint import load_checkpoint, save_checkpoint
+
+    out_dir = Path(out_dir)
+    if (out_dir / f"{part}_gen_metrics.json").exists():
+        return out_dir
+    report = decoding_report(gen_ckpt, prepared, rec_ckpt, fold, part, {"chosen": overrides})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = load_checkpoint(gen_ckpt)
+    payload["config"]["generator"].update(overrides)
+    save_checkpoint(str(out_dir / "best.pt"), payload)
+    records = sorted(report["_records"]["chosen"], key=lambda r: r["sample_id"])
+    (out_dir / f"{part}_responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    meta = {"checkpoint": gen_ckpt, "fold": fold, "part": part, "decoding": overrides}
+    tmp = out_dir / f".{part}_gen_metrics.json.tmp"
+    tmp.write_text(json.dumps({**meta, "metrics": report["_metrics"]["chosen"]}, indent=2))
+    tmp.rename(out_dir / f"{part}_gen_metrics.json")
+    return out_dir
 
 
 def format_decoding_markdown(report: dict) -> str:
@@ -87,7 +132,11 @@ def format_decoding_markdown(report: dict) -> str:
               "k-grams ÷ responses.", "",
               "| decoding | " + " | ".join(COLUMNS) + " | responses |", "|---|" + "---:|" * (len(COLUMNS) + 1)]
     for name, m in report["settings"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.4f}" for c in COLUMNS) + f" | {m['responses']} |")
+        lines.append(f"| {name} | " + " | ".join("–" if m.get(c) is None else f"{m[c]:.4f}" for c in COLUMNS)
+                     + f" | {m['responses']} |")
+    human = next((m.get("human_recommends_when_asked") for m in report["settings"].values()), None)
+    if human is not None:
+        lines += ["", f"The human responses to the same \"asks\" turns carry a movie in {human:.1%} of cases."]
     return "\n".join(lines) + "\n"
 
 
@@ -98,6 +147,7 @@ def write_decoding_report(report: dict, save: str | Path) -> None:
     save.parent.mkdir(parents=True, exist_ok=True)
     report = dict(report)
     records = report.pop("_records", {})
+    report.pop("_metrics", None)
     resp_dir = save.parent / f"{save.name}_responses"
     resp_dir.mkdir(exist_ok=True)
     report["responses"] = {}

@@ -26,12 +26,16 @@ from pathlib import Path
 from ccrs import storage
 from ccrs.data.tokenizer import tokenize
 from ccrs.eval.gen_metrics import f1, generation_metrics, sentence_bleu
+from ccrs.eval.response_stats import recommendation_shares, response_diversity
 from ccrs.eval.significance import distinct_paired_test, paired_tests
 from ccrs.eval.style_stats import style_report
 
 GENRES = {"horror": ("horror", "scary"), "romance": ("romance", "romantic", "romcom", "rom-com"),
           "comedy": ("comedy", "comedies", "funny")}
 COLUMNS = ("bleu1", "bleu2", "bleu3", "bleu4", "corpus_bleu4", "f1", "dist2", "dist3", "dist4", "ppl")
+#: Whole-response figures (``ccrs.eval.response_stats``): distinct responses ÷ responses, the most
+#: frequent response's share, mean length, and the share of responses to "asks" turns with a movie.
+RESPONSE_COLUMNS = ("distinct_responses", "top_response_share", "mean_length", "recommends_when_asked")
 
 
 def _records(run: str) -> list[dict]:
@@ -113,7 +117,11 @@ def build_report(folds: Mapping, compare: str = "ccrs", n_resamples: int = 10_00
         rs = [by_key[name][k] for k in order]
         m = generation_metrics([tokenize(r["reference"]) for r in rs], [r["generated"].split() for r in rs])
         m["ppl"] = _pooled_ppl(list(fold_metrics[name].values()))
-        table[name] = {k: m.get(k) for k in (*COLUMNS, "dist2_ratio", "mean_length", "responses")}
+        m |= response_diversity([r["generated"] for r in rs])
+        if all("context_last" in r for r in rs):  # older response files keep no context: no share
+            m |= recommendation_shares(rs)
+        table[name] = {k: m.get(k) for k in (*COLUMNS, *RESPONSE_COLUMNS, "top_response", "asked",
+                                             "human_recommends_when_asked", "dist2_ratio", "responses")}
     per_fold = {name: {str(f): {k: fm.get(k) for k in ("f1", "bleu2", "dist2", "ppl", "responses")}
                        for f, fm in sorted(fms.items())} for name, fms in fold_metrics.items()}
     tests = {}
@@ -158,6 +166,24 @@ def format_markdown(report: dict) -> str:
     lines += ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
     for name, m in report["table"].items():
         lines.append(f"| {name} | " + " | ".join("" if m[c] is None else f"{m[c]:.4f}" for c in COLUMNS) + " |")
+    rows = report["table"]
+    if rows and all(m.get("distinct_responses") is not None for m in rows.values()):
+        first = next(iter(rows.values()))
+        human = first.get("human_recommends_when_asked")
+        lines += ["", "## Whole responses", "",
+                  "Distinct = distinct responses ÷ responses; top = the share of the most frequent response; "
+                  "recommends when asked = the share of responses to a seeker turn that asks for a movie (the rule "
+                  "of `ccrs.eval.response_stats.asks_for_recommendation`, checked in `results/asks_rule.md`) that "
+                  "carry a movie slot"
+                  + (f"; the human recommenders' share on the same {first.get('asked')} turns is **{human:.3f}**."
+                     if human is not None else "."), "",
+                  "| model | distinct | top | most frequent response | mean length | recommends when asked |",
+                  "|---|---:|---:|---|---:|---:|"]
+        for name, m in rows.items():
+            rec = m.get("recommends_when_asked")
+            lines.append(f"| {name} | {m['distinct_responses']:.3f} | {m['top_response_share']:.3f} | "
+                         f"`{m.get('top_response', '')}` | {m['mean_length']:.2f} | "
+                         f"{'' if rec is None else f'{rec:.3f}'} |")
     if report.get("budgets"):
         lines += ["", "## Training budgets (per fold, mean over folds)", "",
                   "Epochs = passes over the training users' conversations; plain updates = Adam steps on batches "

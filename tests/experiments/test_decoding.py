@@ -38,3 +38,36 @@ def test_meta_checkpoint_adapts_each_user_before_decoding(synth_prepared, synth_
     assert report["adapted_per_user"]
     users = {r["user_id"] for r in report["_records"]["greedy"]}
     assert 1 <= len(users) <= 2 and all(r["style_mixture"] for r in report["_records"]["greedy"])
+
+
+def test_decoding_overrides_are_typed_and_refuse_training_keys():
+    import pytest
+
+    from ccrs.experiments.decoding import decoding_overrides
+
+    assert decoding_overrides(["generator.decoding=nucleus", "generator.temperature=0.7",
+                               "generator.min_response_tokens=4"]) == {"decoding": "nucleus", "temperature": 0.7,
+                                                                       "min_response_tokens": 4}
+    with pytest.raises(ValueError, match="only decoding keys"):
+        decoding_overrides(["generator.word_dim=64"])
+
+
+def test_decode_run_writes_a_run_layout_table_2_reads_and_is_not_redone(synth_prepared, synth_rec_ckpt, tmp_path):
+    from ccrs.experiments.decoding import decode_run
+    from ccrs.experiments.gen_table import build_report
+
+    cfg = load_config(None, [*TINY_GEN, "generator.variant=kbrd_gen", "gen_train.max_epochs=1"])
+    train_generator(cfg, synth_prepared, synth_rec_ckpt, 0, str(tmp_path / "g"), progress=False)
+    out = decode_run(str(tmp_path / "g" / "best.pt"), synth_prepared, synth_rec_ckpt, 0,
+                     {"decoding": "nucleus", "temperature": 0.5, "no_repeat_ngram": 3}, tmp_path / "d")
+    metrics = json.loads((out / "test_gen_metrics.json").read_text())
+    assert metrics["decoding"]["temperature"] == 0.5 and metrics["metrics"]["ppl"] > 1
+    from ccrs.models.generator import load_generator
+
+    assert load_generator(str(out / "best.pt"))[1].generator.temperature == 0.5  # served with this decoding
+    stamp = (out / "test_gen_metrics.json").stat().st_mtime_ns
+    decode_run("missing.pt", synth_prepared, synth_rec_ckpt, 0, {}, out)  # exists: skipped, checkpoint not read
+    assert (out / "test_gen_metrics.json").stat().st_mtime_ns == stamp
+    report = build_report({"kbrd_gen": str(tmp_path / "g"), "decoded": str(out)}, compare="decoded", n_resamples=20)
+    assert report["table"]["decoded"]["responses"] == report["table"]["kbrd_gen"]["responses"]
+    assert 0 < report["table"]["decoded"]["distinct_responses"] <= 1

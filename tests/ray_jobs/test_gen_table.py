@@ -26,8 +26,19 @@ def test_every_row_gets_the_same_budget_and_the_report_says_so(synth_prepared, s
     assert {"f1", "bleu2", "dist2", "dist4"} <= set(t) and all("p_user_permutation" in r for r in t.values())
     md = save.with_suffix(".md").read_text()
     assert "Training budgets" in md and "p (users)" in md
-    # rerunning reuses every finished run
-    assert gen_table.main(argv) == 0
+    # rerunning reuses every finished run; an option row, a decoding and the samples page come on top
+    assert gen_table.main([*argv, "--meta-row", "ccrs_plus:ccrs:generator.style_with_user_bias=true",
+                           "--decoding", "generator.no_repeat_ngram=3,generator.min_response_tokens=2",
+                           "--samples", str(tmp_path / "samples.md")]) == 0
+    again = json.loads(save.with_suffix(".json").read_text())
+    assert list(again["table"]) == [*gen_table.ORDER, "ccrs_plus"] and "ccrs_plus vs ccrs" in again["tests"]
+    assert again["budgets"]["ccrs_plus"]["meta_updates"] > 0 and again["decoding"]["min_response_tokens"] == 2
+    assert again["table"]["ccrs_plus"]["mean_length"] >= 2  # the length prior was applied to every row
+    assert all(again["table"][r]["mean_length"] >= 2 for r in again["table"])
+    decoded = tmp_path / "gen" / "fold0" / "decoded"
+    assert len(list(decoded.glob("*/*/test_gen_metrics.json"))) == 6
+    page = (tmp_path / "samples.md").read_text()
+    assert page.count("| **human** |") == page.count("\n## ") > 0 and "| ccrs_plus " in page
 
 
 def test_the_job_sets_the_budget_keys_itself(synth_prepared, synth_rec_ckpt, tmp_path, capsys):
