@@ -8,7 +8,8 @@
 filled by the recommender, detokenized). The ``n`` samples are drawn with ``random.Random(seed)`` from
 the samples every row answered, so the page is the same for the same runs. The context (the last
 ``context_turns`` turns, speakers labelled) and the human response are read from the prepared
-``turns`` table, their ``__item__`` slots filled with the names of the movies the turn mentions.
+``turns`` table, their ``__item__`` slots filled with the ReDial names of the movies the turn
+mentions (``movie_ids``, one per slot, from the ``movies`` table).
 
 The page quotes ReDial (Li et al., 2018; CC BY 4.0) and says so at its top.
 """
@@ -19,14 +20,14 @@ import random
 
 from ccrs.data.dataset import PreparedDataset
 from ccrs.eval.response_stats import asks_for_recommendation
-from ccrs.inference.slots import item_display_names
 
 ATTRIBUTION = ("Dialogue text (context and human responses) from ReDial (Li et al., 2018, *Towards Deep "
                "Conversational Recommendations*), CC BY 4.0.")
 
 
 def fill_turn(text: str, item_ids: list[int], names: dict[int, str], placeholder: str = "__item__") -> str:
-    """``text`` with its placeholders replaced, in order, by the names of ``item_ids`` (extra slots stay)."""
+    """``text`` with its placeholders replaced, in order, by the names of ``item_ids`` (extra or
+    unnamed slots stay)."""
     parts = text.split(placeholder)
     out = [parts[0]]
     for k, rest in enumerate(parts[1:]):
@@ -40,7 +41,7 @@ def _turns(ds: PreparedDataset, conversations: set[str]) -> dict[str, list[dict]
     by_conv: dict[str, list[dict]] = {}
     for i, c in enumerate(t["conversation_id"]):
         if c in conversations:
-            by_conv.setdefault(c, []).append({k: t[k][i] for k in ("turn_index", "role", "text", "item_ids")})
+            by_conv.setdefault(c, []).append({k: t[k][i] for k in ("turn_index", "role", "text", "movie_ids")})
     return {c: sorted(rows, key=lambda r: r["turn_index"]) for c, rows in by_conv.items()}
 
 
@@ -61,7 +62,8 @@ def samples_markdown(records_by_row: dict[str, list[dict]], ds: PreparedDataset,
     by_key = {row: {(r.get("fold", 0), r["sample_id"]): r for r in recs} for row, recs in records_by_row.items()}
     first = next(iter(by_key.values()))
     turns = _turns(ds, {first[k]["conversation_id"] for k in keys})
-    names = item_display_names(ds)
+    movies = ds.table("movies").to_pydict()
+    names = {int(m): " ".join(n.split()) for m, n in zip(movies["movie_id"], movies["name"], strict=True) if n.strip()}
     width = max(len(row) for row in records_by_row)
     lines = [f"# {title}", ""]
     if command:
@@ -81,10 +83,10 @@ def samples_markdown(records_by_row: dict[str, list[dict]], ds: PreparedDataset,
         lines += [f"## {k}. fold {key[0]}, user {rec['user_id']}, conversation {rec['conversation_id']}, "
                   f"turn {rec['turn_index']}{flag}", ""]
         for t in before:
-            lines.append(f"> **{t['role'].capitalize()}:** {fill_turn(t['text'], t['item_ids'], names)}  ")
+            lines.append(f"> **{t['role'].capitalize()}:** {fill_turn(t['text'], t['movie_ids'], names)}  ")
         lines += ["", "| who | response |", "|---|---|"]
         if human is not None:
-            lines.append(f"| **human** | {_cell(fill_turn(human['text'], human['item_ids'], names))} |")
+            lines.append(f"| **human** | {_cell(fill_turn(human['text'], human['movie_ids'], names))} |")
         for row, recs in by_key.items():
             lines.append(f"| {row:<{width}} | {_cell(recs[key].get('response', recs[key]['generated']))} |")
         lines.append("")

@@ -31,7 +31,9 @@ def test_samples_page_is_seeded_and_shows_context_human_and_every_row(synth_prep
     for _, sid in keys:
         assert f"| kbrd_gen | have you seen __item__ ? {sid} |" in page and f"| ccrs     | you might like __item__ {sid} |" in page
     assert "> **Seeker:**" in page or "> **Recommender:**" in page
-    named = [s for s in samples if "__item__" in s.response]
-    if named:  # human responses get their movies' names, in italics
-        assert "*" in page
+    movies = ds.table("movies").to_pydict()
+    assert all(n.strip() for n in movies["name"])  # synthetic movies all have names, so every slot is named
+    quoted = [line for line in page.splitlines() if line.startswith(("> **", "| **human**"))]
+    assert quoted and not any("__item__" in line for line in quoted)  # context and human turns: slots named
+    assert any(f"*{' '.join(n.split())}*" in page for n in movies["name"])
     assert samples_markdown(rows, ds, n=5, seed=1) == samples_markdown(rows, ds, n=5, seed=1)
