@@ -245,8 +245,12 @@ def _cmd_diagnose_rec(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_decoding(args: argparse.Namespace) -> int:
-    from ccrs.experiments.decoding import (decoding_overrides, decoding_report, format_decoding_markdown,
-                                           write_decoding_report)
+    from ccrs.experiments.decoding import (
+        decoding_overrides,
+        decoding_report,
+        format_decoding_markdown,
+        write_decoding_report,
+    )
 
     settings = None
     if args.setting:
