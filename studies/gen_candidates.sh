@@ -1,7 +1,7 @@
 #!/bin/bash
 # Issue 33 selection candidates on fold 0 (meta rows warm-started from kbrd_gen_warm), the exact
 # arguments ray_jobs.gen_table passes for --meta-row NAME:ccrs:KEYS.
-cd /work/main
+cd "$(dirname "$0")/.."  # the repository root
 REC=$(realpath runs/real/rec_hist/user/ccrs/fold0/best.pt)
 COMMON="generator.word_dim=128 generator.ffn_dim=128 generator.max_context_tokens=128 dial_meta.max_task_samples=8 dial_meta.inner_lr=0.00087 dial_meta.outer_lr=0.00033 gen_train.patience=2 dial_meta.epochs=1"
 run() {
