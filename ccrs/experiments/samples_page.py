@@ -25,13 +25,13 @@ ATTRIBUTION = ("Dialogue text (context and human responses) from ReDial (Li et a
                "Conversational Recommendations*), CC BY 4.0.")
 
 
-def fill_turn(text: str, item_ids: list[int], names: dict[int, str], placeholder: str = "__item__") -> str:
-    """``text`` with its placeholders replaced, in order, by the names of ``item_ids`` (extra or
-    unnamed slots stay)."""
+def fill_turn(text: str, movie_ids: list[int], names: dict[int, str], placeholder: str = "__item__") -> str:
+    """``text`` with its placeholders replaced, in order, by the names of ``movie_ids`` (one id per
+    slot, as the prepared ``turns`` table keeps them; extra or unnamed slots stay)."""
     parts = text.split(placeholder)
     out = [parts[0]]
     for k, rest in enumerate(parts[1:]):
-        name = names.get(item_ids[k]) if k < len(item_ids) else None
+        name = names.get(movie_ids[k]) if k < len(movie_ids) else None
         out += [f"*{name}*" if name else placeholder, rest]
     return "".join(out)
 
